@@ -1,0 +1,85 @@
+"""``dimsum doctor``: what is installed and what it means for the user."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import platform
+import warnings
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from dimsum_core.kernels import causal_conv1d_status, mamba_status
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _import_check(module: str) -> str | None:
+    """None if the module imports, else the one-line reason."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            importlib.import_module(module)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    return None
+
+
+def diagnose() -> list[tuple[str, str, str]]:
+    """(component, status, meaning) rows."""
+    import torch
+
+    rows = [("python", platform.python_version(), ""),
+            ("torch", torch.__version__, "")]
+    if torch.cuda.is_available():
+        rows.append(("cuda", f"{torch.version.cuda} on {torch.cuda.get_device_name(0)}",
+                     "GPU training and the fused Mamba kernels are possible"))
+    else:
+        rows.append(("cuda", "not available", "CPU only: the pure-PyTorch Mamba scan is used "
+                     "(fine for tests and tiny models; train real models on a GPU)"))
+    m = mamba_status()
+    rows.append(("mamba-ssm", _version("mamba-ssm") + ("" if m.loads else f" ({m.detail})") if m.installed else "not installed",
+                 "mixer backend 'auto' uses the fused CUDA scan" if m.loads else
+                 "mixer backend 'auto' falls back to the torch scan; on a GPU host install with "
+                 "`pip install --no-build-isolation -e \".[cuda]\"`"))
+    c = causal_conv1d_status()
+    rows.append(("causal-conv1d", _version("causal-conv1d") + ("" if c.loads else f" ({c.detail})") if c.installed else "not installed",
+                 "fused conv1d in the Mamba fast path" if c.loads else
+                 "mamba-ssm runs its slower unfused conv path (about 2x slower forward)"))
+    problem = _import_check("pytorch_wavelets")
+    rows.append(("pytorch-wavelets", _version("pytorch-wavelets") or "not installed",
+                 "wavelet families other than the built-in Haar are available" if problem is None else
+                 f"only the built-in Haar transform works ({problem}; it needs PyWavelets and setuptools<82)"))
+    problem = _import_check("torch_fidelity")
+    rows.append(("torch-fidelity", _version("torch-fidelity") or "not installed",
+                 "`dimsum eval` can compute Inception FID/KID/IS" if problem is None else
+                 f"Inception metrics unavailable ({problem}); registered feature plugins still work. "
+                 "torch-fidelity needs a torchvision that matches torch (GPU hosts: `pip install -e \".[fid]\"`)"))
+    for dist, meaning in (("torchdiffeq", "adaptive ODE samplers (dopri5)"),
+                          ("diffusers", "VAE encode/decode for latent models (`pip install -e \".[vae]\"`)"),
+                          ("matplotlib", "`dimsum show-scan` and study plots (`pip install -e \".[plot]\"`)")):
+        v = _version(dist)
+        rows.append((dist, v or "not installed", meaning if v else f"missing: {meaning}"))
+    return rows
+
+
+@click.command()
+def doctor() -> None:
+    """Report Python, torch, CUDA and the optional kernels and libraries, and what each means.
+
+    \b
+    Examples:
+      dimsum doctor
+    """
+    table = Table("component", "status", "what it means", box=None, pad_edge=False)
+    for row in diagnose():
+        table.add_row(*(escape(cell) for cell in row))
+    Console().print(table)

@@ -1,0 +1,62 @@
+"""The ``dimsum`` command. Each sub-command lives in its own module of this package."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from dimsum_core.errors import DimsumError
+
+
+class UserError(click.ClickException):
+    """A problem the user can fix: printed as one line, exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:  # noqa: ANN001 - click's signature
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class DimsumGroup(click.Group):
+    """Turns :class:`DimsumError` from any command into a one-line message."""
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201
+        try:
+            return super().invoke(ctx)
+        except DimsumError as exc:
+            raise UserError(str(exc)) from None
+
+
+@click.group(cls=DimsumGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dimsum")
+def cli() -> None:
+    """DiMSUM-style image diffusion: train, sample and evaluate hybrid Mamba/Transformer models.
+
+    \b
+    Examples:
+      dimsum run quickstart                 train the small CPU recipe
+      dimsum validate recipes/quickstart.yaml train.steps=10
+      dimsum list-plugins --kind scan
+      dimsum doctor
+    """
+
+
+def _register_commands() -> None:
+    from dimsum_core.cli import doctor, list_plugins, run
+
+    cli.add_command(run.run)
+    cli.add_command(run.validate)
+    cli.add_command(list_plugins.list_plugins)
+    cli.add_command(doctor.doctor)
+
+
+_register_commands()
+
+
+def main() -> None:
+    sys.exit(cli.main(prog_name="dimsum", standalone_mode=True))
+
+
+if __name__ == "__main__":  # torchrun -m dimsum_core.cli.main run RECIPE
+    main()

@@ -1,0 +1,43 @@
+"""Building components from recipe nodes through the registries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from dimsum_core.errors import RecipeError
+
+
+def plain(node: Any) -> Any:
+    """OmegaConf containers to plain dicts and lists (components never see OmegaConf objects)."""
+    if isinstance(node, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
+
+
+def split_node(node: Any, where: str = "") -> tuple[str, dict[str, Any]]:
+    """A component node -> (registry name, keyword arguments)."""
+    node = plain(node)
+    if isinstance(node, str):
+        return node, {}
+    if isinstance(node, Mapping):
+        if "name" not in node:
+            raise RecipeError(f"{where or 'component'}: a component mapping needs a 'name' key "
+                              f"(e.g. {{name: ..., arg: value}})")
+        kwargs = {k: v for k, v in node.items() if k != "name"}
+        return str(node["name"]), kwargs
+    raise RecipeError(f"{where or 'component'}: expected a registry name or a mapping with 'name', "
+                      f"got {node!r}")
+
+
+def build(kind: str, node: Any, *args: Any, **extra: Any) -> Any:
+    """Build the component that ``node`` names. ``args`` are what the caller supplies (e.g. the
+    width of the block); ``extra`` override the node's keyword arguments."""
+    from dimsum_core.plugin.manager import registry
+
+    name, kwargs = split_node(node, kind)
+    entry = registry(kind).get(name)
+    kwargs.update(extra)
+    return entry.factory(*args, **kwargs)

@@ -1,0 +1,1 @@
+"""The contracts every component kind implements. One module per kind."""

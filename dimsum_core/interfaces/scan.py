@@ -1,0 +1,71 @@
+"""Scan orders: how a mixer visits an H×W token grid.
+
+A scan order is a permutation ``perm`` of the raster token indices (``row * W + col``): the mixer
+sees ``tokens[:, perm]`` and its output is put back with the inverse permutation. It may differ per
+layer (e.g. the official sweep-4 cycle). Scans are applied *outside* an unmodified mixer.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import nn
+
+from dimsum_core.errors import ScanError
+
+
+class ScanOrder(ABC):
+    """A per-layer permutation of an ``height × width`` token grid."""
+
+    #: how many distinct orders the cycle over layers has (sweep-4: 4)
+    period: int = 1
+
+    @abstractmethod
+    def order(self, height: int, width: int, layer: int) -> torch.Tensor:
+        """The visiting order: a LongTensor of shape (height*width,) holding raster token indices.
+
+        Raise :class:`ScanError` with a one-line reason when the grid is not supported.
+        """
+
+    def check(self, height: int, width: int) -> None:
+        """Raise :class:`ScanError` if this order cannot cover the grid (default: any grid)."""
+        if height < 1 or width < 1:
+            raise ScanError(f"{type(self).__name__}: grid {height}x{width} is empty")
+
+
+def inverse_permutation(perm: torch.Tensor) -> torch.Tensor:
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(perm.numel(), device=perm.device)
+    return inv
+
+
+def checked_order(scan: ScanOrder, height: int, width: int, layer: int) -> torch.Tensor:
+    """``scan.order`` with the bijection checked, so a faulty plugin fails at build time."""
+    scan.check(height, width)
+    perm = torch.as_tensor(scan.order(height, width, layer), dtype=torch.long).flatten()
+    n = height * width
+    if perm.numel() != n or not torch.equal(torch.sort(perm).values, torch.arange(n)):
+        raise ScanError(f"{type(scan).__name__} returned an order that is not a permutation of {n} tokens")
+    return perm
+
+
+class ScanIndex(nn.Module):
+    """A fixed scan of one layer, stored as non-persistent buffers (they follow `.to(device)`
+    and stay out of checkpoints).
+
+    ``scan(x)`` reorders (N, T, C) tokens into visiting order; ``unscan`` puts them back.
+    """
+
+    def __init__(self, scan: ScanOrder, height: int, width: int, layer: int):
+        super().__init__()
+        perm = checked_order(scan, height, width, layer)
+        self.identity = bool(torch.equal(perm, torch.arange(perm.numel())))
+        self.register_buffer("perm", perm, persistent=False)
+        self.register_buffer("inv", inverse_permutation(perm), persistent=False)
+
+    def scan(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.identity else x.index_select(1, self.perm)
+
+    def unscan(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.identity else x.index_select(1, self.inv)

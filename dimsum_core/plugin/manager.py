@@ -1,0 +1,134 @@
+"""Loads plugins from the ``dimsum`` entry-point group, one at a time, and fills the registries.
+
+A plugin that fails to import, or whose hook raises, is recorded as failed and left out; everything
+else keeps working. ``DIMSUM_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point name.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from dataclasses import dataclass, field
+from importlib import metadata
+from types import ModuleType
+
+import pluggy
+
+from dimsum_core.errors import PluginError
+from dimsum_core.plugin import NAME, spec
+from dimsum_core.registry import KINDS, Provenance, Registry
+
+DISABLE_ENV = "DIMSUM_DISABLE_PLUGINS"
+
+
+@dataclass(frozen=True)
+class FailedPlugin:
+    plugin: str
+    distribution: str
+    version: str
+    error: str
+
+
+@dataclass
+class PluginManager:
+    """The loaded plugins and one :class:`Registry` per component kind."""
+
+    registries: dict[str, Registry] = field(default_factory=lambda: {k: Registry(k) for k in KINDS})
+    failed: list[FailedPlugin] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    loaded: list[Provenance] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._pm = pluggy.PluginManager(NAME)
+        self._pm.add_hookspecs(spec)
+
+    def registry(self, kind: str) -> Registry:
+        if kind not in self.registries:
+            raise KeyError(f"unknown component kind '{kind}'; kinds are {', '.join(KINDS)}")
+        return self.registries[kind]
+
+    def load_entry_points(self) -> None:
+        blocked = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+        seen: set[str] = set()
+        for dist in metadata.distributions():
+            for ep in dist.entry_points:
+                if ep.group != NAME or ep.name in seen:
+                    continue
+                seen.add(ep.name)
+                dist_name, version = dist.metadata["Name"] or "?", dist.version or "?"
+                if ep.name in blocked:
+                    self.blocked.append(ep.name)
+                    continue
+                try:
+                    module = ep.load()
+                except Exception as exc:  # a broken third-party plugin must not break the command
+                    self.failed.append(FailedPlugin(ep.name, dist_name, version, _one_line(exc)))
+                    continue
+                self.register(module, Provenance(ep.name, dist_name, version))
+
+    def register(self, plugin: ModuleType | object, provenance: Provenance) -> None:
+        """Register one plugin object and run its hooks into the registries.
+
+        A :class:`PluginError` (two plugins claiming one name) is raised: that needs the user to act.
+        Any other exception marks the plugin as failed and undoes what it registered.
+        """
+        try:
+            self._pm.register(plugin, name=provenance.plugin)
+        except ValueError as exc:
+            self.failed.append(FailedPlugin(provenance.plugin, provenance.distribution,
+                                            provenance.version, _one_line(exc)))
+            return
+        added: list[tuple[str, str]] = []
+        for kind, hook_name in spec.HOOKS.items():
+            impl = getattr(plugin, hook_name, None)
+            if impl is None:
+                continue
+            registry = self.registries[kind]
+            before = set(registry.names())
+            registry._current = provenance
+            try:
+                impl(registry=registry)
+            except PluginError:
+                raise
+            except Exception as exc:
+                for k, name in added + [(kind, n) for n in set(registry.names()) - before]:
+                    self.registries[k]._entries.pop(name, None)
+                self._pm.unregister(plugin)
+                self.failed.append(FailedPlugin(provenance.plugin, provenance.distribution,
+                                                provenance.version, _one_line(exc)))
+                return
+            finally:
+                registry._current = None
+            added += [(kind, n) for n in set(registry.names()) - before]
+        self.loaded.append(provenance)
+
+
+def _one_line(exc: BaseException) -> str:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")]
+    where = f" ({os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}{where}"
+
+
+_MANAGER: PluginManager | None = None
+
+
+def get_manager() -> PluginManager:
+    """The process-wide plugin manager, loaded from entry points on first use."""
+    global _MANAGER
+    if _MANAGER is None:
+        manager = PluginManager()
+        manager.load_entry_points()
+        _MANAGER = manager
+    return _MANAGER
+
+
+def reset_manager() -> None:
+    """Forget loaded plugins (tests, or after installing a plugin into a running process)."""
+    global _MANAGER
+    _MANAGER = None
+
+
+def registry(kind: str) -> Registry:
+    """The registry of one component kind, e.g. ``registry("scan").names()``."""
+    return get_manager().registry(kind)
