@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -22,5 +22,9 @@ class SampleResult:
 class Sampler(ABC):
     @abstractmethod
     def sample(self, velocity: VelocityFn, x0: torch.Tensor,
-               generator: torch.Generator | None = None) -> SampleResult:
-        """Integrate from noise ``x0`` at t = 0 to t = 1."""
+               generator: torch.Generator | Sequence[torch.Generator] | None = None) -> SampleResult:
+        """Integrate from noise ``x0`` at t = 0 to t = 1.
+
+        ``generator`` drives any noise drawn while integrating (SDE samplers). A sequence holds one
+        generator per sample, so that a sample's noise does not depend on which batch it is in.
+        """
