@@ -59,3 +59,58 @@ def test_velocity_to_score_matches_gaussian_data(name, t_value):
     analytic_score = -(x - a * mu) / var
     torch.testing.assert_close(path.velocity_to_score(v, x, t), analytic_score)
     torch.testing.assert_close(path.velocity_to_noise(v, x, t), e_x0)
+
+
+# -- objectives (plugins) ------------------------------------------------------------------------
+
+def _objective(node):
+    from dimsum_core.config import build
+
+    return build("objective", node)
+
+
+def test_gvp_objective_path_and_loss():
+    obj = _objective("gvp")
+    g = torch.Generator().manual_seed(3)
+    x0, x1 = torch.randn(4, 2, 3, 3, generator=g), torch.randn(4, 2, 3, 3, generator=g)
+    t = obj.sample_t(4, generator=g)
+    x_t, u_t = obj.path(x0, x1, t)
+    ref_x, ref_u = GVPPath().interpolate(x0, x1, t)
+    torch.testing.assert_close(x_t, ref_x)
+    torch.testing.assert_close(u_t, ref_u)
+    loss = obj.loss(u_t + 1.0, u_t)
+    assert loss.shape == (4,)
+    torch.testing.assert_close(loss, torch.ones(4))
+
+
+def test_linear_objective_uses_linear_path():
+    obj = _objective({"name": "linear"})
+    x0, x1 = torch.zeros(2, 3), torch.ones(2, 3)
+    x_t, u_t = obj.path(x0, x1, torch.tensor([0.25, 0.5]))
+    torch.testing.assert_close(x_t[:, 0], torch.tensor([0.25, 0.5]))
+    torch.testing.assert_close(u_t, torch.ones(2, 3))
+
+
+def test_uniform_time_sampling_is_uniform_and_seeded():
+    obj = _objective("gvp")
+    t1 = obj.sample_t(20000, generator=torch.Generator().manual_seed(0))
+    t2 = obj.sample_t(20000, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(t1, t2)
+    assert t1.min() >= 0 and t1.max() < 1
+    assert abs(t1.mean().item() - 0.5) < 0.01
+    assert abs(t1.var().item() - 1 / 12) < 0.003
+
+
+def test_logit_normal_time_sampling_matches_its_median():
+    obj = _objective({"name": "gvp", "t_sampling": "logit-normal", "logit_mean": -0.5, "logit_std": 1.0})
+    t = obj.sample_t(20000, generator=torch.Generator().manual_seed(0))
+    assert t.min() > 0 and t.max() < 1
+    # the median of sigmoid(N(m, s)) is sigmoid(m)
+    assert abs(t.median().item() - torch.sigmoid(torch.tensor(-0.5)).item()) < 0.01
+
+
+def test_objective_rejects_bad_options():
+    with pytest.raises(ValueError, match="t_sampling"):
+        _objective({"name": "gvp", "t_sampling": "cosine"})
+    with pytest.raises(ValueError, match="logit_std"):
+        _objective({"name": "linear", "t_sampling": "logit-normal", "logit_std": 0.0})
