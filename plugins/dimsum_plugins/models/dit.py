@@ -1,0 +1,40 @@
+"""DiT/SiT-style attention-only baseline (flow matching, velocity output, learn_sigma off)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dimsum_core.nn.backbone import PatchFlowModel
+from dimsum_plugins.blocks.dit import DiTBlock
+
+
+class DiT(PatchFlowModel):
+    """DiT: a stack of adaLN-Zero transformer blocks (frozen sin-cos positions, plain GELU MLP)."""
+
+    def __init__(self, *, input_size: int = 32, in_channels: int = 4, patch_size: int = 2,
+                 hidden_size: int = 1152, depth: int = 28, num_heads: int = 16, mlp_ratio: float = 4.0,
+                 gated_mlp: bool = False, num_classes: int = 1000, null_class: bool | None = None,
+                 learnable_pos_embed: bool = False):
+        super().__init__(input_size=input_size, in_channels=in_channels, patch_size=patch_size,
+                         hidden_size=hidden_size, num_classes=num_classes, null_class=null_class,
+                         learnable_pos_embed=learnable_pos_embed)
+        self.blocks = nn.ModuleList(DiTBlock(hidden_size, hidden_size, num_heads=num_heads, mlp_ratio=mlp_ratio,
+                                             gated_mlp=gated_mlp) for _ in range(depth))
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """DiT: Xavier on every Linear, zero biases, then adaLN-Zero (block and final adaLN zeroed)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        self.init_embeddings()
+        for blk in self.blocks:
+            nn.init.zeros_(blk.adaLN_modulation[-1].weight)
+            nn.init.zeros_(blk.adaLN_modulation[-1].bias)
+
+    def body(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        for blk in self.blocks:
+            x = blk(x, c)
+        return x
