@@ -1,0 +1,1 @@
+"""Data code shared by the dataset plugins, ``dimsum prepare-latents`` and training."""
