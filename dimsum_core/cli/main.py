@@ -43,8 +43,9 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from dimsum_core.cli import doctor, list_plugins, run
+    from dimsum_core.cli import doctor, list_plugins, run, show_scan
 
+    cli.add_command(show_scan.show_scan)
     cli.add_command(run.run)
     cli.add_command(run.validate)
     cli.add_command(list_plugins.list_plugins)
