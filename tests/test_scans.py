@@ -309,3 +309,65 @@ def test_recipes_validate_scan_arguments(probe_manager):
     assert "did you mean 'window'" in problem
     [problem] = _problems({"scan": "swep4"})
     assert "did you mean 'sweep4'" in problem
+
+
+# -- dimsum show-scan -----------------------------------------------------------------------------
+
+def show_scan(*args: str):
+    from click.testing import CliRunner
+
+    from dimsum_core.cli.main import cli
+
+    return CliRunner().invoke(cli, ["show-scan", *args])
+
+
+def test_show_scan_writes_one_panel_per_layer(tmp_path):
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    out = tmp_path / "plots" / "sweep4.png"
+    result = show_scan("sweep4", "--period", "--grid", "6", "--size", "120", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert "4 panels, 6x6 grid" in result.output
+    with Image.open(out) as image:
+        assert image.size == (4 * 120, 120)
+        # not a blank canvas: the colour ramp and the path are drawn
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 16)) > 20
+
+
+def test_show_scan_takes_scan_arguments_and_rectangles(tmp_path):
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    out = tmp_path / "window.png"
+    result = show_scan("local-window", "--window", "2", "--set", "alternate=false", "--height", "4",
+                       "--width", "6", "--layer", "0", "--layer", "3", "--size", "100", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as image:
+        assert image.size == (200, 100)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["swep4"], "did you mean 'sweep4'?"),
+    (["window", "--grid", "6"], "divisible by 4, got 6x6"),
+    (["window", "--set", "window=four"], "window: expected int or null, got 'four'"),
+    (["window", "--set", "windw=2"], "did you mean 'window'?"),
+    (["window", "--set", "window"], "is not key=value"),
+])
+def test_show_scan_user_errors_exit_2_with_one_line(tmp_path, args, message):
+    result = show_scan(*args, "-o", str(tmp_path / "x.png"))
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_show_scan_without_matplotlib_says_how_to_install(tmp_path, monkeypatch):
+    import sys
+
+    for module in ("matplotlib", "matplotlib.figure", "matplotlib.collections",
+                   "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, module, None)
+    result = show_scan("sweep4", "-o", str(tmp_path / "x.png"))
+    assert result.exit_code == 2
+    assert 'pip install -e ".[plot]"' in result.stderr
