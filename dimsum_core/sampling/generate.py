@@ -1,0 +1,114 @@
+"""The sampling pipeline: seeded noise and labels per global index -> sampler -> decoder -> uint8.
+
+Each sample is defined by (seed, global index) alone (see :mod:`dimsum_core.sampling.noise`), so
+batch size and rank count do not change which image index i is. Ranks take every ``world``-th index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from dimsum_core.errors import DimsumError
+from dimsum_core.interfaces.model import FlowModel
+from dimsum_core.interfaces.sampler import Sampler, VelocityFn
+from dimsum_core.sampling.guidance import GuidedVelocity
+from dimsum_core.sampling.noise import initial_noise, sample_labels, solver_generators
+
+Precision = Literal["fp32", "tf32", "bf16"]
+#: latents (N, C, h, w) -> images (N, 3, H, W) in [-1, 1]
+Decoder = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class GeneratedBatch:
+    indices: list[int]
+    #: (N, C, H, W) uint8 on the CPU
+    images: torch.Tensor
+    #: (N,) int64 class labels, None for unconditional models
+    labels: torch.Tensor | None
+    nfe: int
+    seconds: float
+
+
+def rank_indices(n: int, rank: int = 0, world_size: int = 1) -> list[int]:
+    """The global sample indices rank ``rank`` of ``world_size`` produces: every world_size-th."""
+    return list(range(rank, n, world_size))
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] floats -> uint8 as the official code rounds (``clamp(127.5 x + 128)``, truncated)."""
+    return torch.clamp(127.5 * images.float() + 128.0, 0, 255).to(torch.uint8)
+
+
+@contextlib.contextmanager
+def precision_scope(precision: Precision) -> Iterator[None]:
+    """TF32 matmuls for ``tf32`` (official sampling; no effect on CPU), restored on exit."""
+    if precision not in ("fp32", "tf32", "bf16"):
+        raise DimsumError(f"unknown precision '{precision}'; choose fp32, tf32 or bf16")
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def _in_precision(velocity: VelocityFn, precision: Precision, device: torch.device) -> VelocityFn:
+    """bf16 autocast for the network only; the solver state stays float32."""
+    if precision != "bf16":
+        return velocity
+
+    def bf16_velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            return velocity(x, t).float()
+
+    return bf16_velocity
+
+
+def check_classes(model: FlowModel, classes: Sequence[int] | None) -> None:
+    if not classes:
+        return
+    if model.num_classes == 0:
+        raise DimsumError("class labels were given, but the model is unconditional (num_classes=0); "
+                          "drop --class")
+    bad = [c for c in classes if not 0 <= c < model.num_classes]
+    if bad:
+        raise DimsumError(f"class {bad[0]} is out of range: the model has classes 0..{model.num_classes - 1}")
+
+
+def generate(model: FlowModel, sampler: Sampler, indices: Sequence[int], *, seed: int = 0,
+             batch_size: int = 64, cfg_scale: float = 1.0, guide_channels: int | None = None,
+             classes: Sequence[int] | None = None, decode: Decoder | None = None,
+             precision: Precision = "fp32") -> Iterator[GeneratedBatch]:
+    """Sample the given global indices in batches; yields uint8 images on the CPU.
+
+    ``decode`` maps model outputs to [-1, 1] images (the VAE for latent models; None for pixels).
+    Class labels are ``classes`` cycled over the indices, or uniform random per index.
+    """
+    if batch_size < 1:
+        raise DimsumError(f"batch size must be positive, got {batch_size}")
+    check_classes(model, classes)
+    device = next(model.parameters()).device
+    shape = (model.in_channels, model.input_size, model.input_size)
+    indices = list(indices)
+    with precision_scope(precision), torch.no_grad():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            began = time.perf_counter()
+            x0 = initial_noise(seed, chunk, shape).to(device)  # (N, C, H, W)
+            labels = sample_labels(seed, chunk, model.num_classes, classes)
+            guided = GuidedVelocity(model, None if labels is None else labels.to(device),
+                                    cfg_scale, guide_channels)
+            result = sampler.sample(_in_precision(guided, precision, device), x0,
+                                    solver_generators(seed, chunk))
+            x = result.x.float()
+            images = to_uint8(decode(x) if decode is not None else x).cpu()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            yield GeneratedBatch(chunk, images, labels, result.nfe, time.perf_counter() - began)

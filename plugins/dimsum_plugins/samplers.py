@@ -1,0 +1,21 @@
+"""Built-in samplers: torchdiffeq ODE solvers (official: dopri5), fixed-step Euler/Heun, Euler-Maruyama.
+
+All integrate from t = 0 (noise) to t = 1 (data) and report NFE, where a guided (conditional + null)
+pair batched together counts once, as the official code counts it.
+"""
+
+from __future__ import annotations
+
+from dimsum_core.plugin import hookimpl
+from dimsum_core.sampling.fixed_step import EulerSampler, HeunSampler
+from dimsum_core.sampling.ode import ODESampler, dopri5
+from dimsum_core.sampling.sde import EulerMaruyamaSampler
+
+
+@hookimpl
+def dimsum_add_samplers(registry):  # noqa: ANN001 - pluggy hook
+    registry.add("ode", ODESampler)
+    registry.add("dopri5", dopri5)
+    registry.add("euler", EulerSampler)
+    registry.add("heun", HeunSampler)
+    registry.add("euler-maruyama", EulerMaruyamaSampler)
