@@ -43,13 +43,15 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from dimsum_core.cli import doctor, list_plugins, run, show_scan
+    from dimsum_core.cli import convert_official, doctor, info, list_plugins, run, show_scan
 
     cli.add_command(show_scan.show_scan)
     cli.add_command(run.run)
     cli.add_command(run.validate)
     cli.add_command(list_plugins.list_plugins)
     cli.add_command(doctor.doctor)
+    cli.add_command(info.info)
+    cli.add_command(convert_official.convert_official)
 
 
 _register_commands()

@@ -43,9 +43,11 @@ def inverse_permutation(perm: torch.Tensor) -> torch.Tensor:
 def checked_order(scan: ScanOrder, height: int, width: int, layer: int) -> torch.Tensor:
     """``scan.order`` with the bijection checked, so a faulty plugin fails at build time."""
     scan.check(height, width)
-    perm = torch.as_tensor(scan.order(height, width, layer), dtype=torch.long).flatten()
-    n = height * width
-    if perm.numel() != n or not torch.equal(torch.sort(perm).values, torch.arange(n)):
+    with torch.device("cpu"):  # index tables are built on the CPU, also inside a meta-device context
+        perm = torch.as_tensor(scan.order(height, width, layer), dtype=torch.long).flatten()
+        n = height * width
+        valid = perm.numel() == n and torch.equal(torch.sort(perm).values, torch.arange(n))
+    if not valid:
         raise ScanError(f"{type(scan).__name__} returned an order that is not a permutation of {n} tokens")
     return perm
 
@@ -60,7 +62,7 @@ class ScanIndex(nn.Module):
     def __init__(self, scan: ScanOrder, height: int, width: int, layer: int):
         super().__init__()
         perm = checked_order(scan, height, width, layer)
-        self.identity = bool(torch.equal(perm, torch.arange(perm.numel())))
+        self.identity = bool(torch.equal(perm, torch.arange(perm.numel(), device="cpu")))
         self.register_buffer("perm", perm, persistent=False)
         self.register_buffer("inv", inverse_permutation(perm), persistent=False)
 

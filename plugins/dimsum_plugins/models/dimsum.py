@@ -45,7 +45,8 @@ class DiMSUM(PatchFlowModel):
         self.attn_every, self.transformer = attn_every, transformer
         # independent transformers replace Mamba depth, as the official ablation does
         n_blocks = depth - depth // attn_every if transformer == "independent" else depth
-        rates = [0.0] + torch.linspace(0, drop_path, n_blocks).tolist()  # official: [0] + dpr, by index
+        # official: block i uses ([0] + linspace(0, drop_path, depth))[i]
+        rates = [0.0] + [drop_path * i / max(n_blocks - 1, 1) for i in range(n_blocks)]
         self.blocks = nn.ModuleList(
             build("block", block, hidden_size, hidden_size, i, self.grid, rates[i],
                   spatial_scan=spatial_scan, wavelet_scan=wavelet_scan, wavelet=wavelet,
