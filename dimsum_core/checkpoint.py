@@ -122,3 +122,69 @@ def load_model_from_checkpoint(directory: Path, *, ema: bool = True, device: str
     weights = directory / EMA_WEIGHTS if ema and (directory / EMA_WEIGHTS).is_file() else directory / MODEL_WEIGHTS
     load_state_checked(model, read_weights(weights), str(weights))
     return model.to(device).eval()
+
+
+# -- training checkpoints ----------------------------------------------------------------------------
+# A training run keeps its checkpoints as OUT_DIR/checkpoints/NNNNNNN (the step, zero-padded).
+
+TRAIN_STATE = "train_state.pt"
+RECIPE = "recipe.yaml"
+CHECKPOINTS = "checkpoints"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{step:07d}"
+
+
+def write_train_state(directory: Path, state: dict[str, Any]) -> None:
+    """``train_state.pt``: plain tensors, numbers, strings, lists and dicts only, so it loads with
+    ``torch.load(weights_only=True)``."""
+    torch.save(state, directory / TRAIN_STATE)
+
+
+def read_train_state(directory: Path) -> dict[str, Any]:
+    path = directory / TRAIN_STATE
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: no {TRAIN_STATE}, so it cannot resume training "
+                              f"(it can still be sampled from)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, foreign pickle, ... all mean "not usable"
+        raise CheckpointError(f"{path}: unreadable training state ({type(exc).__name__})") from None
+
+
+def training_checkpoints(out_dir: Path) -> list[Path]:
+    """Checkpoint directories of a run, oldest first (temporary and hidden names excluded)."""
+    root = Path(out_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def is_complete_checkpoint(directory: Path) -> bool:
+    """Every file a resume needs is present and the training state opens."""
+    if not all((directory / f).is_file() for f in (MODEL_JSON, MODEL_WEIGHTS, EMA_WEIGHTS, TRAIN_STATE)):
+        return False
+    try:
+        read_train_state(directory)
+    except CheckpointError:
+        return False
+    return True
+
+
+def newest_checkpoint(out_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run (``resume: auto``), or None."""
+    for directory in reversed(training_checkpoints(out_dir)):
+        if is_complete_checkpoint(directory):
+            return directory
+    return None
+
+
+def prune_checkpoints(out_dir: Path, keep_last: int) -> list[Path]:
+    """Delete all but the newest ``keep_last`` checkpoints (0 keeps all); returns what was deleted."""
+    if keep_last <= 0:
+        return []
+    old = training_checkpoints(out_dir)[:-keep_last]
+    for directory in old:
+        shutil.rmtree(directory)
+    return old

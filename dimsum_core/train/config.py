@@ -1,0 +1,82 @@
+"""The option groups of the ``train`` job (recipe keys ``train:``, ``checkpoint:``, ``log:``).
+
+Defaults are the official DiMSUM settings (spec §4): AdamW lr 1e-4, no weight decay, betas
+(0.9, 0.999), constant LR, gradient clipping 2.0, EMA 0.9999, fp32 with TF32 matmuls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from dimsum_core.config.spec import Spec
+from dimsum_core.errors import RecipeError
+
+Precision = Literal["fp32", "tf32", "bf16"]
+Device = Literal["auto", "cpu", "cuda"]
+# an alias, so linters read the annotation as a type rather than as a forward-reference string
+SamplerNode = Spec["sampler"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 400_000
+    #: summed over ranks and accumulation micro-batches
+    global_batch_size: int = 256
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    #: max gradient norm; null disables clipping (the norm is still logged)
+    grad_clip: float | None = 2.0
+    ema_decay: float = 0.9999
+    #: probability of replacing a label by the null class (classifier-free guidance); 0 = off
+    label_dropout: float = 0.0
+    #: tf32: fp32 weights with TF32 matmuls (official); bf16: autocast; fp32: strict
+    precision: Precision = "tf32"
+    compile: bool = False
+    grad_accum: int = 1
+    num_workers: int = 4
+    device: Device = "auto"
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    #: save every this many steps (and at the end)
+    every: int = 10_000
+    #: keep the newest N checkpoints; 0 keeps all
+    keep_last: int = 3
+    #: auto: continue from the newest complete checkpoint in out_dir; never: refuse if one exists;
+    #: or the path of a checkpoint directory
+    resume: str = "auto"
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    #: metrics.jsonl / progress interval in steps
+    every: int = 100
+    #: sample grid interval in steps (EMA weights); 0 = only at the end, -1 = never
+    sample_every: int = 10_000
+    sample_n: int = 16
+    sampler: SamplerNode = field(default_factory=lambda: {"name": "euler", "steps": 50})
+    cfg_scale: float = 1.0
+    #: write TensorBoard events when the tensorboard package is installed
+    tensorboard: bool = True
+
+
+T = TypeVar("T")
+
+
+def as_config(cls: type[T], value: T | dict[str, Any] | None, key: str) -> T:
+    """A recipe mapping (or None, or an instance) -> the dataclass, with one-line errors."""
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        raise RecipeError(f"{key}: expected a mapping, got {value!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(value) - names)
+    if unknown:
+        raise RecipeError(f"{key}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+    return cls(**value)

@@ -1,0 +1,417 @@
+"""The training loop: velocity matching with AdamW, gradient clipping, EMA, label dropout,
+gradient accumulation, DDP (torchrun), checkpoints with bitwise resume, metrics and sample grids.
+
+One :class:`Trainer` per process. Under torchrun every rank builds the same model (same seed),
+handles its share of each global batch, and rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from dimsum_core import checkpoint as ckpt
+from dimsum_core.config.build import build, plain
+from dimsum_core.errors import CheckpointError, DataError, DimsumError, RecipeError
+from dimsum_core.interfaces.dataset import ImageDataset
+from dimsum_core.interfaces.model import FlowModel
+from dimsum_core.interfaces.objective import Objective
+from dimsum_core.models import create_model
+from dimsum_core.train import distributed as dist_utils
+from dimsum_core.train.batches import GlobalBatchSampler, slot_seeds
+from dimsum_core.train.config import CheckpointConfig, LogConfig, TrainConfig
+from dimsum_core.train.ema import create_ema, update_ema
+from dimsum_core.train.metrics import MetricsLog
+from dimsum_core.train.preview import SampleGrid
+
+STATE_FORMAT = 1
+
+
+class TrainingDiverged(DimsumError):
+    """The loss or the gradient norm became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    step: int
+    #: mean loss of the last logged interval
+    loss: float
+    checkpoint: Path | None
+    frozen: list[str]
+
+
+def find_unused_parameters(model: FlowModel, device: torch.device) -> list[str]:
+    """Names of trainable parameters that get no gradient from a forward/backward pass.
+
+    The official DiMSUM has such parameters (each Mamba mixer's dead ``cond_proj``, spec §7.2):
+    they would make DDP with ``find_unused_parameters=False`` fail, and AdamW skips them anyway.
+    """
+    g = torch.Generator().manual_seed(0)
+    n = 2
+    x = torch.randn(n, model.in_channels, model.input_size, model.input_size, generator=g).to(device)
+    t = torch.rand(n, generator=g).to(device)
+    y = torch.zeros(n, dtype=torch.long, device=device) if model.num_classes > 0 else None
+    was_training = model.training
+    model.train()
+    model(x, t, y).square().mean().backward()
+    unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return unused
+
+
+def _precision_setup(precision: str) -> None:
+    # TF32 for float32 matmuls/convs, as the paper trains; "fp32" switches it off
+    tf32 = precision in ("tf32", "bf16")
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
+def _loader_error(exc: Exception) -> DimsumError:
+    """A DimsumError raised in a DataLoader worker arrives wrapped in a traceback; keep its one line."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    match = [re.sub(r"^[\w.]*Error: ", "", line) for line in lines if re.match(r"^[\w.]*Error: ", line)]
+    return type(exc)(match[-1] if match else lines[-1]) if isinstance(exc, DimsumError) else DataError(lines[-1])
+
+
+class Trainer:
+    def __init__(self, *, out_dir: str | Path, model: Any, data: Any, objective: Any = "gvp",
+                 train: TrainConfig | None = None, checkpoint: CheckpointConfig | None = None,
+                 log: LogConfig | None = None, seed: int = 0, vae: str | None = None,
+                 recipe_yaml: str | None = None, console: Console | None = None):
+        self.out_dir = Path(out_dir).expanduser()
+        self.model_node, self.data_node, self.objective_node = plain(model), plain(data), plain(objective)
+        self.cfg = train or TrainConfig()
+        self.ckpt_cfg = checkpoint or CheckpointConfig()
+        self.log_cfg = log or LogConfig()
+        self.seed = seed
+        self.vae_path = vae
+        self.recipe_yaml = recipe_yaml
+        self.console = console or Console(stderr=True)
+        self._check_options()
+
+    # -- set-up -----------------------------------------------------------------------------------
+    def _check_options(self) -> None:
+        c = self.cfg
+        problems = []
+        if c.steps < 1:
+            problems.append(f"train.steps={c.steps}: use a positive number of steps")
+        if c.grad_accum < 1:
+            problems.append(f"train.grad_accum={c.grad_accum}: use 1 or more")
+        if not 0.0 <= c.label_dropout < 1.0:
+            problems.append(f"train.label_dropout={c.label_dropout}: use a probability in [0, 1)")
+        if not 0.0 <= c.ema_decay <= 1.0:
+            problems.append(f"train.ema_decay={c.ema_decay}: use a value in [0, 1]")
+        if len(c.betas) != 2:
+            problems.append(f"train.betas={list(c.betas)}: give two numbers, e.g. [0.9, 0.999]")
+        if self.ckpt_cfg.every < 1:
+            problems.append(f"checkpoint.every={self.ckpt_cfg.every}: use a positive number of steps")
+        if problems:
+            raise RecipeError(problems[0])
+
+    def _build_data(self) -> ImageDataset:
+        data = build("dataset", self.data_node)
+        if not isinstance(data, ImageDataset):
+            raise RecipeError(f"data: '{self.data_node}' did not build an ImageDataset")
+        return data
+
+    def _model_input(self, data: ImageDataset) -> tuple[int, int]:
+        """(channels, side) that the model sees: the data's, or the VAE latent's for pixel data."""
+        if self.vae is None or data.is_latent:
+            return data.channels, data.resolution
+        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return int(self.vae.config.latent_channels), data.resolution // factor
+
+    def _check_fit(self, model: FlowModel, data: ImageDataset) -> None:
+        channels, side = self._model_input(data)
+        name = self.model_node if isinstance(self.model_node, str) else self.model_node.get("name")
+        if (model.in_channels, model.input_size) != (channels, side):
+            raise RecipeError(
+                f"model '{name}' takes {model.in_channels}x{model.input_size}x{model.input_size} inputs but the data "
+                f"gives {channels}x{side}x{side}; set model.in_channels={channels} model.input_size={side}")
+        if data.num_classes > max(model.num_classes, 1):
+            raise RecipeError(f"the data has {data.num_classes} classes but model '{name}' has "
+                              f"num_classes={model.num_classes}; set model.num_classes={data.num_classes}")
+        if self.cfg.label_dropout > 0 and not getattr(model, "has_null_class", False):
+            raise RecipeError(f"train.label_dropout={self.cfg.label_dropout} needs a null class, but model "
+                              f"'{name}' has none; set model.null_class=true or train.label_dropout=0")
+        if not data.is_latent and data.channels == 3 and self.vae is None and model.in_channels == 4:
+            raise RecipeError("the data is pixels but the model takes 4-channel latents; set vae: DIR")
+
+    def _resume_dir(self) -> Path | None:
+        choice = self.ckpt_cfg.resume
+        if choice == "auto":
+            return ckpt.newest_checkpoint(self.out_dir)
+        if choice == "never":
+            existing = ckpt.training_checkpoints(self.out_dir)
+            if existing:
+                raise CheckpointError(
+                    f"{self.out_dir} already holds checkpoints ({existing[-1].name} ...) and checkpoint.resume=never; "
+                    f"use checkpoint.resume=auto to continue, or a new out_dir")
+            return None
+        path = Path(choice).expanduser()
+        if not ckpt.is_complete_checkpoint(path):
+            ckpt.read_model_config(path)  # names a missing or foreign directory
+            ckpt.read_train_state(path)
+            raise CheckpointError(f"{path}: incomplete checkpoint (needs {ckpt.MODEL_WEIGHTS}, "
+                                  f"{ckpt.EMA_WEIGHTS} and {ckpt.TRAIN_STATE})")
+        return path
+
+    def _load_checkpoint(self, directory: Path, model: FlowModel, ema: torch.nn.Module,
+                         optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        saved_config = ckpt.read_model_config(directory)
+        try:
+            ckpt.load_state_checked(model, ckpt.read_weights(directory / ckpt.MODEL_WEIGHTS),
+                                    str(directory / ckpt.MODEL_WEIGHTS))
+            ckpt.load_state_checked(ema, ckpt.read_weights(directory / ckpt.EMA_WEIGHTS),
+                                    str(directory / ckpt.EMA_WEIGHTS))
+        except CheckpointError as exc:
+            ours = model.config()
+            differ = sorted(k for k in set(saved_config) | set(ours) if saved_config.get(k) != ours.get(k))
+            detail = ", ".join(f"{k}: {saved_config.get(k)!r} in the checkpoint vs {ours.get(k)!r} in the recipe"
+                               for k in differ[:4])
+            hint = f" (model settings differ: {detail})" if differ else ""
+            raise CheckpointError(f"{exc}{hint}; resume with the recipe that made it, or use a new out_dir") from None
+        state = ckpt.read_train_state(directory)
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"{directory / ckpt.TRAIN_STATE}: optimizer state does not fit ({exc})") from None
+        return state
+
+    # -- the run ----------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        info = dist_utils.init_distributed(self.cfg.device)
+        try:
+            return self._run(info)
+        finally:
+            dist_utils.shutdown(info)
+
+    def _run(self, info: dist_utils.DistInfo) -> TrainResult:
+        cfg, device = self.cfg, info.device
+        say = self.console.print if info.is_main else (lambda *a, **k: None)
+        _precision_setup(cfg.precision)
+        self.vae = None
+        if self.vae_path is not None:
+            from dimsum_core.vae import load_vae
+
+            self.vae = load_vae(self.vae_path, device)
+        data = self._build_data()
+        # pixel data feeding a latent model: encode every batch, as the official CelebA/Church runs do
+        self.encode_pixels = self.vae is not None and not data.is_latent
+        objective = build("objective", self.objective_node)
+        if not isinstance(objective, Objective):
+            raise RecipeError(f"objective: '{self.objective_node}' did not build an Objective")
+
+        torch.manual_seed(self.seed)  # identical initial weights on every rank
+        model = create_model(self.model_node).to(device)
+        self._check_fit(model, data)
+        frozen = find_unused_parameters(model, device)
+        for name, p in model.named_parameters():
+            if name in frozen:
+                p.requires_grad_(False)
+        ema = create_ema(model)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=tuple(cfg.betas), eps=1e-8,
+                                      weight_decay=cfg.weight_decay)
+
+        resume_from = self._resume_dir()
+        step = 0
+        if resume_from is not None:
+            state = self._load_checkpoint(resume_from, model, ema, optimizer)
+            step = int(state["step"])
+            saved = state.get("sampler", {})
+            if saved.get("global_batch_size") not in (None, cfg.global_batch_size):
+                say(f"[yellow]warning: global batch size changed ({saved['global_batch_size']} -> "
+                    f"{cfg.global_batch_size}); the data order differs from the original run")
+            say(f"resumed from {resume_from} at step {step}")
+
+        sampler = GlobalBatchSampler(len(data), cfg.global_batch_size, rank=info.rank, world_size=info.world_size,
+                                     grad_accum=cfg.grad_accum, seed=self.seed, start_step=step)
+        loader = DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers,
+                            pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0)
+        slots = info.world_size * cfg.grad_accum
+
+        net: torch.nn.Module = model
+        if info.distributed:
+            net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                          find_unused_parameters=False)
+        if cfg.compile:
+            net = torch.compile(net)
+
+        n_params = sum(p.numel() for p in model.parameters())
+        say(f"model {model.config().get('name')}: {n_params / 1e6:.2f}M parameters"
+            + (f", {len(frozen)} without gradient frozen ({', '.join(frozen[:2])}{' ...' if len(frozen) > 2 else ''})"
+               if frozen else ""))
+        say(f"data: {len(data)} items of {data.channels}x{data.resolution}x{data.resolution}, "
+            f"{data.num_classes} classes; {info.world_size} rank(s) x {cfg.grad_accum} micro-batch(es) of "
+            f"{cfg.global_batch_size // slots} on {device}")
+
+        metrics = MetricsLog(self.out_dir, self.log_cfg.tensorboard) if info.is_main else None
+        if metrics is not None and metrics.tensorboard_missing:
+            say("[yellow]tensorboard is not installed: metrics go to metrics.jsonl only "
+                "(pip install -e \".\\[tensorboard]\")")
+        if metrics is not None and resume_from is not None:
+            metrics.write(step, {"event": "resume", "from": str(resume_from)})
+        grid = self._sample_grid(model, data) if info.is_main else None
+
+        autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16"
+                    else contextlib.nullcontext())
+        generator = torch.Generator(device)
+        batches = iter(loader)
+        last_saved: Path | None = resume_from
+        interval_loss, interval_steps, interval_time, last_loss = 0.0, 0, 0.0, math.nan
+        progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} img/s"),
+                            TimeRemainingColumn(), console=self.console, disable=not info.is_main)
+        try:
+            with progress:
+                task = progress.add_task("train", total=cfg.steps, completed=step, loss="-", speed="-")
+                model.train()
+                while step < cfg.steps:
+                    started = time.perf_counter()
+                    loss, grad_norm = self._train_step(net, model, objective, optimizer, batches, generator,
+                                                       autocast, info, step, slots)
+                    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+                        raise TrainingDiverged(
+                            f"training stopped: {'loss' if not math.isfinite(loss) else 'gradient norm'} is "
+                            f"{loss if not math.isfinite(loss) else grad_norm} at step {step + 1}; nothing was saved "
+                            f"from it (last good checkpoint: {last_saved or 'none'}); lower train.lr or "
+                            f"train.grad_clip, or use train.precision=fp32, then resume")
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    update_ema(ema, model, cfg.ema_decay)
+                    interval_time += time.perf_counter() - started  # img/s leaves out saving and sampling
+                    step += 1
+                    interval_loss += loss
+                    interval_steps += 1
+                    progress.update(task, completed=step, loss=f"{loss:.4f}")
+                    if step % self.log_cfg.every == 0 or step == cfg.steps:
+                        speed = interval_steps * cfg.global_batch_size / max(interval_time, 1e-9)
+                        last_loss = interval_loss / interval_steps
+                        progress.update(task, speed=f"{speed:.1f}")
+                        if metrics is not None:
+                            metrics.write(step, {"loss": last_loss, "grad_norm": grad_norm, "lr": cfg.lr,
+                                                 "img_per_s": speed, "epoch": sampler.epoch_of(step - 1)})
+                        interval_loss, interval_steps, interval_time = 0.0, 0, 0.0
+                    if step % self.ckpt_cfg.every == 0 or step == cfg.steps:
+                        last_saved = self._save(info, model, ema, optimizer, sampler, step, frozen)
+                    every = self.log_cfg.sample_every
+                    if grid is not None and (step == cfg.steps and every >= 0 or every > 0 and step % every == 0):
+                        path = grid(ema, self.out_dir / "samples" / f"{ckpt.checkpoint_name(step)}.png")
+                        if metrics is not None:
+                            metrics.write(step, {"samples": str(path)})
+        finally:
+            if metrics is not None:
+                metrics.close()
+        return TrainResult(step, last_loss, last_saved, frozen)
+
+    def _train_step(self, net: torch.nn.Module, model: FlowModel, objective: Objective,
+                    optimizer: torch.optim.Optimizer, batches: Any, generator: torch.Generator, autocast: Any,
+                    info: dist_utils.DistInfo, step: int, slots: int) -> tuple[float, float]:
+        """Forward/backward over this rank's micro-batches; returns (mean loss over ranks, grad norm)."""
+        cfg, device = self.cfg, info.device
+        total = torch.zeros((), device=device)
+        for j in range(cfg.grad_accum):
+            try:
+                x1, y = next(batches)
+            except DimsumError as exc:
+                raise _loader_error(exc) from None
+            data_seed, torch_seed = slot_seeds(self.seed, info.rank * cfg.grad_accum + j, slots, step)
+            generator.manual_seed(data_seed)
+            torch.manual_seed(torch_seed)  # drop-path and any other global randomness of this slot
+            x1 = x1.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True)
+            if self.encode_pixels:
+                from dimsum_core.vae import encode
+
+                x1 = encode(self.vae, x1, generator)
+            n = x1.shape[0]
+            x0 = torch.randn(x1.shape, generator=generator, device=device)
+            t = objective.sample_t(n, generator=generator, device=device)
+            if cfg.label_dropout > 0:
+                drop = torch.rand(n, generator=generator, device=device) < cfg.label_dropout
+                y = torch.where(drop, torch.full_like(y, model.num_classes), y)
+            x_t, u_t = objective.path(x0, x1, t)
+            sync = (contextlib.nullcontext() if j == cfg.grad_accum - 1 or not info.distributed
+                    else net.no_sync())  # type: ignore[operator]
+            with sync:
+                with autocast:
+                    prediction = net(x_t, t, y if model.num_classes > 0 else None)
+                loss = objective.loss(prediction, u_t).mean() / cfg.grad_accum
+                loss.backward()
+            total += loss.detach()
+        params = [p for p in model.parameters() if p.requires_grad]
+        if cfg.grad_clip is not None and cfg.grad_clip > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        else:
+            grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
+        loss_mean = dist_utils.mean_over_ranks(total, info)
+        return float(loss_mean.item()), float(grad_norm.item())
+
+    def _sample_grid(self, model: FlowModel, data: ImageDataset) -> SampleGrid | None:
+        if self.log_cfg.sample_every < 0 or self.log_cfg.sample_n < 1:
+            return None
+        decode = None
+        if data.is_latent or self.vae is not None:
+            if self.vae is None:
+                self.console.print("[yellow]no sample grids: the data is latents and no `vae:` directory "
+                                   "is set to decode them")
+                return None
+            from dimsum_core.vae import decode as vae_decode
+
+            vae = self.vae
+
+            def decode(z: torch.Tensor) -> torch.Tensor:
+                return vae_decode(vae, z)
+        shape = (model.in_channels, model.input_size, model.input_size)
+        return SampleGrid(self.log_cfg.sampler, self.log_cfg.sample_n, self.log_cfg.cfg_scale, self.seed,
+                          shape, model.num_classes if data.num_classes > 0 else 0, decode)
+
+    def _save(self, info: dist_utils.DistInfo, model: FlowModel, ema: torch.nn.Module,
+              optimizer: torch.optim.Optimizer, sampler: GlobalBatchSampler, step: int, frozen: list[str]) -> Path:
+        """Rank 0 writes the checkpoint atomically; every rank learns whether it worked."""
+        final = self.out_dir / ckpt.CHECKPOINTS / ckpt.checkpoint_name(step)
+        error = ""
+        if info.is_main:
+            state = {
+                "format": STATE_FORMAT, "step": step, "epoch": sampler.epoch_of(step),
+                "optimizer": optimizer.state_dict(),
+                "sampler": {"seed": self.seed, "global_batch_size": self.cfg.global_batch_size,
+                            "steps_per_epoch": sampler.steps_per_epoch,
+                            "position": step % sampler.steps_per_epoch},
+                # every random number of a step derives from (seed, slot, step): nothing else to restore
+                "rng": {"scheme": "per-step", "seed": self.seed, "slots": info.world_size * self.cfg.grad_accum},
+                "frozen": list(frozen),
+            }
+
+            def write(tmp: Path) -> None:
+                ckpt.write_weights(tmp, model, ema)
+                if self.recipe_yaml is not None:
+                    (tmp / ckpt.RECIPE).write_text(self.recipe_yaml)
+                ckpt.write_train_state(tmp, state)
+
+            try:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                ckpt.atomic_directory_write(final, write)
+                ckpt.prune_checkpoints(self.out_dir, self.ckpt_cfg.keep_last)
+            except OSError as exc:
+                previous = ckpt.newest_checkpoint(self.out_dir)
+                error = (f"cannot write checkpoint {final} ({exc.strerror or exc}); "
+                         f"{'the previous checkpoint ' + str(previous) + ' is intact' if previous else 'no earlier checkpoint exists'}"
+                         f"; free disk space and resume")
+        error = dist_utils.broadcast_text(error, info)
+        if error:
+            raise CheckpointError(error)
+        return final

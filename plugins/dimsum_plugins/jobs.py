@@ -1,0 +1,11 @@
+"""Built-in jobs that `dimsum run` dispatches to by the recipe's `job:` key."""
+
+from __future__ import annotations
+
+from dimsum_core.plugin import hookimpl
+from dimsum_core.train.job import train
+
+
+@hookimpl
+def dimsum_add_jobs(registry):
+    registry.add("train", train)
