@@ -1,0 +1,13 @@
+"""Built-in feature extractors for sample metrics: torch-fidelity Inception-v3 and a CPU stand-in."""
+
+from __future__ import annotations
+
+from dimsum_core.metrics.inception import TorchFidelityInception
+from dimsum_core.metrics.random_conv import RandomConvFeatures
+from dimsum_core.plugin import hookimpl
+
+
+@hookimpl
+def dimsum_add_features(registry):  # noqa: ANN001 - pluggy hook
+    registry.add("inception", TorchFidelityInception)
+    registry.add("random-conv", RandomConvFeatures)
