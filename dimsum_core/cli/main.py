@@ -43,7 +43,7 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from dimsum_core.cli import convert_official, doctor, info, list_plugins, run, show_scan
+    from dimsum_core.cli import convert_official, doctor, info, list_plugins, prepare_latents, run, show_scan
 
     cli.add_command(show_scan.show_scan)
     cli.add_command(run.run)
@@ -52,6 +52,7 @@ def _register_commands() -> None:
     cli.add_command(doctor.doctor)
     cli.add_command(info.info)
     cli.add_command(convert_official.convert_official)
+    cli.add_command(prepare_latents.prepare_latents_command)
 
 
 _register_commands()
