@@ -66,11 +66,15 @@ def installed() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_list_plugins_shows_the_spiral_scan(installed):
+@pytest.fixture(scope="module")
+def plugin_rows(installed) -> list[dict[str, str]]:
     result = dimsum("list-plugins", "--json")
     assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)
-    [row] = [r for r in rows if r["name"] == "spiral"]
+    return json.loads(result.stdout)
+
+
+def test_list_plugins_shows_the_spiral_scan(plugin_rows):
+    [row] = [r for r in plugin_rows if r["name"] == "spiral"]
     assert row == {**row, "kind": "scan", "plugin": "spiral-scan", "distribution": "dimsum-spiral-scan",
                    "status": "ok"}
     assert row["description"].startswith("Clockwise spiral")
@@ -93,6 +97,24 @@ def test_recipes_using_the_spiral_scan_validate(installed):
     assert problems["bare"] == [] and problems["mapping"] == []
     assert len(problems["typo"]) == 1 and "did you mean 'spiral'?" in problems["typo"][0]
     assert len(problems["bad-key"]) == 1 and "scan.window: unknown key" in problems["bad-key"][0]
+
+
+def test_dimsum_validate_accepts_a_training_recipe_with_the_spiral_scan(plugin_rows, tmp_path):
+    if not any(r["kind"] == "job" and r["name"] == "train" for r in plugin_rows):
+        pytest.skip("no `train` job is registered; test_recipes_using_the_spiral_scan_validate covers scan nodes")
+    recipe = tmp_path / "spiral.yaml"
+    recipe.write_text(textwrap.dedent(f"""\
+        job: train
+        out_dir: {tmp_path / "run"}
+        model: {{name: dimsum-S/2, spatial_scan: spiral}}
+        data: procedural
+    """))
+    result = dimsum("validate", str(recipe))
+    assert result.returncode == 0, result.stderr
+    assert "valid (job: train)" in result.stdout
+    result = dimsum("validate", str(recipe), "model.wavelet_scan=spirl")
+    assert result.returncode == 2
+    assert "model.wavelet_scan: unknown scan 'spirl'; did you mean 'spiral'?" in result.stderr
 
 
 def test_show_scan_draws_the_spiral(installed, tmp_path):
