@@ -257,8 +257,10 @@ def test_window_alternation_can_be_turned_off():
 
 
 def test_window_refusals_name_the_fix():
-    with pytest.raises(ScanError, match=r"6x6 grid cannot be cut into 4x4 windows.*window: 6"):
+    with pytest.raises(ScanError, match=r"6x6 grid cannot be cut into 4x4 windows.*window: 3\)"):
         make("local-window").check(6, 6)
+    with pytest.raises(ScanError, match=r"8x12 grid cannot be cut into 8x8 windows.*window: 4\)"):
+        make({"name": "window", "window": 8}).check(8, 12)
     with pytest.raises(ScanError, match=r"divisible by 4, got 6x8"):
         make("window").order(6, 8, 0)
 

@@ -246,9 +246,11 @@ class WindowScan(ScanOrder):
                                 f"divisible by 4, got {height}x{width}; set window to a divisor of both")
             return
         if height % self.window or width % self.window:
+            common = math.gcd(height, width)
+            fits = max(d for d in range(1, min(self.window, common) + 1) if common % d == 0)
             raise ScanError(f"{self.label}: a {height}x{width} grid cannot be cut into "
                             f"{self.window}x{self.window} windows; use a window that divides both sides "
-                            f"(e.g. window: {math.gcd(height, width)})")
+                            f"(e.g. window: {fits})")
 
     def order(self, height: int, width: int, layer: int) -> torch.Tensor:
         self.check(height, width)
