@@ -10,7 +10,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -39,6 +39,54 @@ class GeneratedBatch:
 def rank_indices(n: int, rank: int = 0, world_size: int = 1) -> list[int]:
     """The global sample indices rank ``rank`` of ``world_size`` produces: every world_size-th."""
     return list(range(rank, n, world_size))
+
+
+def gather_to_main(item: Any, world_size: int) -> list[Any] | None:
+    """Every rank's ``item`` on rank 0 (a list in rank order), None elsewhere; ``[item]`` without torchrun."""
+    if world_size == 1:
+        return [item]
+    import torch.distributed as dist
+
+    items: list[Any] | None = [None] * world_size if dist.get_rank() == 0 else None
+    dist.gather_object(item, items, dst=0)
+    return items
+
+
+def merge_batches(batches: list[GeneratedBatch]) -> tuple[list[int], torch.Tensor, torch.Tensor | None]:
+    """Batches from any ranks -> (indices, images, labels) in global index order."""
+    indices = [i for b in batches for i in b.indices]
+    order = sorted(range(len(indices)), key=indices.__getitem__)
+    images = torch.cat([b.images for b in batches])[order]
+    labels = None if batches[0].labels is None else torch.cat([b.labels for b in batches])[order]
+    return sorted(indices), images, labels
+
+
+@dataclass
+class SamplingStats:
+    """Cost of a sampling run: NFE per sample (a guided pair counts once) and seconds per image."""
+
+    samples: int = 0
+    #: sum over samples of the NFE of the batch each sample was in
+    nfe_total: int = 0
+    seconds: float = 0.0
+
+    def add(self, batch: GeneratedBatch) -> None:
+        self.samples += len(batch.indices)
+        self.nfe_total += batch.nfe * len(batch.indices)
+        self.seconds += batch.seconds
+
+    @classmethod
+    def combined(cls, parts: list[SamplingStats]) -> SamplingStats:
+        return cls(sum(p.samples for p in parts), sum(p.nfe_total for p in parts), sum(p.seconds for p in parts))
+
+    @property
+    def mean_nfe(self) -> float:
+        return self.nfe_total / self.samples if self.samples else 0.0
+
+    @property
+    def seconds_per_image(self) -> float:
+        """Device seconds per image, summed over ranks (so it does not shrink with more GPUs)."""
+        return self.seconds / self.samples if self.samples else 0.0
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
