@@ -44,6 +44,11 @@ def cli() -> None:
 
 def _register_commands() -> None:
     from dimsum_core.cli import convert_official, doctor, info, list_plugins, prepare_latents, run, show_scan
+    from dimsum_core.cli import eval as eval_cli
+    from dimsum_core.cli import sample as sample_cli
+
+    cli.add_command(sample_cli.sample)
+    cli.add_command(eval_cli.eval_command)
 
     cli.add_command(show_scan.show_scan)
     cli.add_command(run.run)
