@@ -179,7 +179,10 @@ class Trainer:
         except CheckpointError as exc:
             ours = model.config()
             differ = sorted(k for k in set(saved_config) | set(ours) if saved_config.get(k) != ours.get(k))
-            detail = ", ".join(f"{k}: {saved_config.get(k)!r} in the checkpoint vs {ours.get(k)!r} in the recipe"
+            def shown(config: dict[str, Any], key: str) -> str:
+                return repr(config[key]) if key in config else "default"
+
+            detail = ", ".join(f"{k}: {shown(saved_config, k)} in the checkpoint vs {shown(ours, k)} in the recipe"
                                for k in differ[:4])
             hint = f" (model settings differ: {detail})" if differ else ""
             raise CheckpointError(f"{exc}{hint}; resume with the recipe that made it, or use a new out_dir") from None
