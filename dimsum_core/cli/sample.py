@@ -128,7 +128,8 @@ def report_table(run: SamplingRun, stats: SamplingStats, extra: dict[str, str] |
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="FILE.png (grid), FILE.npz (ADM arr_0 NHWC uint8 + arr_1 labels) or a DIRECTORY of PNGs")
-@click.option("--n", "n", type=int, default=16, show_default=True, help="number of samples")
+@click.option("-n", "--n", "--num-samples", "n", type=int, default=16, show_default=True,
+              help="number of samples (under torchrun write -n or --num-samples: torchrun takes --n as its own)")
 @sampling_options
 @click.option("--nrow", type=int, help="images per grid row (default: square)")
 @click.option("--overwrite", is_flag=True, help="replace an existing --out")
@@ -146,7 +147,7 @@ def sample(checkpoint: Path, out: Path, n: int, nrow: int | None, overwrite: boo
       dimsum sample runs/celeba/checkpoints/0100000 --n 64 --out grid.png
       dimsum sample ckpt --n 16 --class 207 --class 360 --cfg 4.0 --vae vae/ --out dogs.png
       dimsum sample ckpt --sampler euler --steps 50 --n 1000 --out samples/ --report
-      torchrun --nproc_per_node 8 -m dimsum_core.cli.main sample ckpt --n 50000 --cfg 1.4 --out s.npz
+      torchrun --nproc_per_node 8 -m dimsum_core.cli.main sample ckpt -n 50000 --cfg 1.4 --out s.npz
     """
     kind = check_output(out, overwrite)
     info, run, batches = start(checkpoint, n, **options)
