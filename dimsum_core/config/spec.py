@@ -17,3 +17,16 @@ class Spec:
 
     def __class_getitem__(cls, kind: str) -> Any:
         return Annotated[Union[str, Mapping[str, Any]], Kind(kind)]
+
+
+# One alias per kind, for annotations (``scan: ScanSpec = "sweep4"``).
+ScanSpec = Spec["scan"]
+WaveletSpec = Spec["wavelet"]
+FusionSpec = Spec["fusion"]
+MixerSpec = Spec["mixer"]
+BlockSpec = Spec["block"]
+ModelSpec = Spec["model"]
+ObjectiveSpec = Spec["objective"]
+SamplerSpec = Spec["sampler"]
+DatasetSpec = Spec["dataset"]
+FeatureSpec = Spec["feature"]

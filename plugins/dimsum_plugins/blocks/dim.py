@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from dimsum_core.config.build import build
-from dimsum_core.config.spec import Spec
+from dimsum_core.config.spec import FusionSpec, MixerSpec, ScanSpec, WaveletSpec
 from dimsum_core.interfaces.block import ResidualBlock
 from dimsum_core.interfaces.scan import ScanIndex
 from dimsum_core.nn.layers import DropPath, RMSNorm, ada_ln, mlp, modulate
@@ -78,10 +78,10 @@ class DiMBlock(ResidualBlock):
     """
 
     def __init__(self, dim: int, cond_dim: int, layer: int, grid: int, drop_path: float, /, *,
-                 spatial_scan: Spec["scan"] = "sweep4", wavelet_scan: Spec["scan"] = "window",
-                 wavelet: Spec["wavelet"] = "haar", wavelet_layout: Layout = "interleaved",
-                 wavelet_normalize: bool = True, fusion: Spec["fusion"] = "cross-attention",
-                 mixer: Spec["mixer"] = "mamba", mlp_ratio: float = 4.0, gated_mlp: bool = True,
+                 spatial_scan: ScanSpec = "sweep4", wavelet_scan: ScanSpec = "window",
+                 wavelet: WaveletSpec = "haar", wavelet_layout: Layout = "interleaved",
+                 wavelet_normalize: bool = True, fusion: FusionSpec = "cross-attention",
+                 mixer: MixerSpec = "mamba", mlp_ratio: float = 4.0, gated_mlp: bool = True,
                  branches: Literal["both", "spatial"] = "both"):
         super().__init__()
         self.branches = branches

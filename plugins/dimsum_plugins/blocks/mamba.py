@@ -4,10 +4,9 @@ by a Mamba mixer over this layer's scan order."""
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from dimsum_core.config.build import build
-from dimsum_core.config.spec import Spec
+from dimsum_core.config.spec import MixerSpec, ScanSpec
 from dimsum_core.interfaces.block import ConditionedBlock
 from dimsum_core.interfaces.scan import ScanIndex
 from dimsum_core.nn.layers import RMSNorm, ada_ln, mlp, modulate
@@ -16,8 +15,8 @@ from dimsum_core.nn.layers import RMSNorm, ada_ln, mlp, modulate
 class MambaBlock(ConditionedBlock):
     """``x += g1·unscan(Mamba(scan(modulate(RMSNorm(x)))))``, then an optional adaLN MLP."""
 
-    def __init__(self, dim: int, cond_dim: int, layer: int, grid: int, /, *, scan: Spec["scan"] = "zigzag8",
-                 mixer: Spec["mixer"] = "mamba", use_mlp: bool = True, mlp_ratio: float = 4.0,
+    def __init__(self, dim: int, cond_dim: int, layer: int, grid: int, /, *, scan: ScanSpec = "zigzag8",
+                 mixer: MixerSpec = "mamba", use_mlp: bool = True, mlp_ratio: float = 4.0,
                  gated_mlp: bool = True):
         super().__init__()
         self.norm1 = RMSNorm(dim)

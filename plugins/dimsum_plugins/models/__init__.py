@@ -6,7 +6,9 @@ use 16 and 8 heads. `dimsum-S/2` is not official; it exists for cheap runs and s
 
 from __future__ import annotations
 
-from functools import partial
+import inspect
+import typing
+from collections.abc import Callable
 
 from dimsum_core.plugin import hookimpl
 from dimsum_plugins.models.dimsum import DiMSUM
@@ -33,24 +35,20 @@ MAMBA_SIZES = {  # name: (depth, hidden, patch); two Mamba blocks per DiT block,
 }
 
 
-def _preset(cls: type, defaults: dict, /, **kwargs: object) -> object:
-    return cls(**{**defaults, **kwargs})
+def _factory(cls: type, doc: str, **defaults: object) -> Callable[..., object]:
+    """A preset: ``cls`` with some defaults changed. It keeps the class's signature (with the new
+    defaults) and resolved type hints, so `dimsum validate` checks preset arguments like the class's."""
 
-
-def _factory(cls: type, doc: str, **defaults: object):  # noqa: ANN202
-    """A preset: the class with some defaults changed, keeping the class signature for validation."""
-    factory = partial(_preset, cls, defaults)
-    factory.__signature__ = _with_defaults(cls, defaults)  # type: ignore[attr-defined]
-    factory.__doc__ = doc
-    return factory
-
-
-def _with_defaults(cls: type, defaults: dict):  # noqa: ANN202
-    import inspect
+    def preset(**kwargs: object) -> object:
+        return cls(**{**defaults, **kwargs})
 
     sig = inspect.signature(cls)
-    return sig.replace(parameters=[p.replace(default=defaults.get(p.name, p.default))
-                                   for p in sig.parameters.values()])
+    preset.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=[p.replace(default=defaults.get(p.name, p.default)) for p in sig.parameters.values()])
+    preset.__annotations__ = {k: v for k, v in typing.get_type_hints(cls.__init__, include_extras=True).items()
+                              if k != "return"}
+    preset.__doc__ = doc
+    return preset
 
 
 @hookimpl

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from dimsum_core.config.build import build
-from dimsum_core.config.spec import Spec
+from dimsum_core.config.spec import BlockSpec, FusionSpec, MixerSpec, ScanSpec, WaveletSpec
 from dimsum_core.nn.backbone import PatchFlowModel
 from dimsum_core.nn.wavelet_tokens import Layout
 from dimsum_plugins.blocks.dit import DiTBlock
@@ -30,10 +30,10 @@ class DiMSUM(PatchFlowModel):
 
     def __init__(self, *, input_size: int = 32, in_channels: int = 4, patch_size: int = 2,
                  hidden_size: int = 1024, depth: int = 16, num_classes: int = 1, null_class: bool | None = None,
-                 block: Spec["block"] = "dim", spatial_scan: Spec["scan"] = "sweep4",
-                 wavelet_scan: Spec["scan"] = "window", wavelet: Spec["wavelet"] = "haar",
-                 wavelet_layout: Layout = "interleaved", fusion: Spec["fusion"] = "cross-attention",
-                 mixer: Spec["mixer"] = "mamba", branches: Literal["both", "spatial"] = "both",
+                 block: BlockSpec = "dim", spatial_scan: ScanSpec = "sweep4",
+                 wavelet_scan: ScanSpec = "window", wavelet: WaveletSpec = "haar",
+                 wavelet_layout: Layout = "interleaved", fusion: FusionSpec = "cross-attention",
+                 mixer: MixerSpec = "mamba", branches: Literal["both", "spatial"] = "both",
                  attn_every: int = 4, transformer: Literal["shared", "independent", "none"] = "shared",
                  attn_heads: int = 16, mlp_ratio: float = 4.0, gated_mlp: bool = True, drop_path: float = 0.1,
                  learnable_pos_embed: bool = True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dimsum_core.config.spec import Spec
+from dimsum_core.config.spec import MixerSpec, ScanSpec
 from dimsum_core.nn.backbone import PatchFlowModel
 from dimsum_plugins.blocks.mamba import MambaBlock
 
@@ -14,8 +14,8 @@ class MambaOnly(PatchFlowModel):
     """A stack of adaLN-Zero Mamba blocks; layer i scans in the order ``scan`` gives for layer i."""
 
     def __init__(self, *, input_size: int = 32, in_channels: int = 4, patch_size: int = 2,
-                 hidden_size: int = 768, depth: int = 24, scan: Spec["scan"] = "zigzag8",
-                 mixer: Spec["mixer"] = "mamba", use_mlp: bool = True, mlp_ratio: float = 4.0,
+                 hidden_size: int = 768, depth: int = 24, scan: ScanSpec = "zigzag8",
+                 mixer: MixerSpec = "mamba", use_mlp: bool = True, mlp_ratio: float = 4.0,
                  gated_mlp: bool = True, num_classes: int = 1, null_class: bool | None = None,
                  learnable_pos_embed: bool = True):
         super().__init__(input_size=input_size, in_channels=in_channels, patch_size=patch_size,

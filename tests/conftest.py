@@ -1,0 +1,30 @@
+"""Shared test setup: GPU tests skip without CUDA; the official parity fixtures are read from
+../shared (CI has it beside the checkout) or $DIMSUM_FIXTURES, and tests skip with a reason otherwise."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("DIMSUM_FIXTURES", REPO.parent / "shared" / "fixtures" / "official_parity"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run on the GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def official_fixtures() -> Path:
+    if not (FIXTURES / "A" / "state_dict.safetensors").is_file():
+        pytest.skip(f"official parity fixtures not found at {FIXTURES} (they live in the project's "
+                    f"shared folder beside the checkout; set DIMSUM_FIXTURES to point elsewhere)")
+    return FIXTURES

@@ -1,0 +1,179 @@
+"""The networks at tiny sizes: shapes, wavelet parts, fusion semantics, weight sharing, determinism."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from dimsum_plugins.wavelets import HaarPacket, PyWaveletsPacket
+
+from dimsum_core import create_model
+from dimsum_core.config import build
+from dimsum_core.nn.wavelet_tokens import tokens_to_wavelet, wavelet_to_tokens
+
+TINY = dict(input_size=16, hidden_size=64, depth=4, mixer={"name": "mamba", "backend": "torch"})
+
+
+def tiny(name: str = "dimsum", **kw) -> torch.nn.Module:  # noqa: ANN003
+    torch.manual_seed(0)
+    return create_model(name, **{**TINY, **kw})
+
+
+# -- wavelets ---------------------------------------------------------------------------------------
+def test_haar_matches_the_official_2x2_definition() -> None:
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 5.0]]]])
+    ll, lh, hl, hh = HaarPacket(levels=1)(x).flatten().tolist()
+    assert (ll, lh, hl, hh) == (5.5, -2.5, -1.5, 0.5)  # sum/2, top-bottom, left-right, diagonal
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+def test_wavelets_reconstruct_and_agree(levels: int) -> None:
+    x = torch.randn(2, 3, 16, 24, generator=torch.Generator().manual_seed(levels))
+    haar, pw = HaarPacket(levels=levels), PyWaveletsPacket(wave="haar", levels=levels)
+    c = haar(x)
+    assert c.shape == (2, 3 * 4**levels, 16 >> levels, 24 >> levels)
+    torch.testing.assert_close(haar.inverse(c), x, atol=2e-6, rtol=0)
+    torch.testing.assert_close(pw(x), c, atol=2e-6, rtol=0)  # same coefficients, same band order
+    torch.testing.assert_close(pw.inverse(c), x, atol=2e-6, rtol=0)
+    assert torch.allclose(c.pow(2).sum(), x.pow(2).sum(), rtol=1e-5)  # orthonormal
+
+
+def test_other_families_reconstruct_and_wavelets_stay_float32_under_autocast() -> None:
+    x = torch.randn(1, 2, 16, 16, generator=torch.Generator().manual_seed(0))
+    db = PyWaveletsPacket(wave="db2", levels=2)
+    torch.testing.assert_close(db.inverse(db(x)), x, atol=1e-5, rtol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        c = HaarPacket(levels=2)(x.bfloat16())
+    assert c.dtype == torch.float32
+
+
+@pytest.mark.parametrize("layout", ["interleaved", "pyramid"])
+def test_wavelet_token_layouts_are_invertible(layout: str) -> None:
+    x = torch.randn(2, 64, 32, generator=torch.Generator().manual_seed(1))  # 8×8 grid, width 32
+    haar = HaarPacket(levels=2)
+    w = tokens_to_wavelet(x, 8, haar, layout, 0.25)
+    torch.testing.assert_close(wavelet_to_tokens(w, 8, haar, layout, 0.25), x, atol=2e-6, rtol=0)
+
+
+def test_interleaved_layout_is_the_official_one() -> None:
+    """Token (4i+p1, 4j+p2)[c'] = coef(band = c' // (C/16), channel = 16·(c' % (C/16)) + 4·p1 + p2, at (i, j))."""
+    c, grid = 32, 8
+    x = torch.randn(1, grid * grid, c, generator=torch.Generator().manual_seed(2))
+    haar = HaarPacket(levels=2)
+    coeffs = haar(x.transpose(1, 2).reshape(1, c, grid, grid)) / 4  # (1, 16·C, 2, 2)
+    w = tokens_to_wavelet(x, grid, haar, "interleaved", 0.25).reshape(1, grid, grid, c)
+    for (i, j, p1, p2, cp) in [(0, 0, 0, 0, 0), (1, 0, 2, 3, 5), (0, 1, 3, 1, 31), (1, 1, 1, 2, 17)]:
+        band, ch = cp // (c // 16), 16 * (cp % (c // 16)) + 4 * p1 + p2
+        assert w[0, 4 * i + p1, 4 * j + p2, cp] == coeffs[0, band * c + ch, i, j]
+
+
+def test_pyramid_layout_puts_one_subband_per_tile() -> None:
+    c, grid = 16, 8
+    x = torch.randn(1, grid * grid, c, generator=torch.Generator().manual_seed(3))
+    haar = HaarPacket(levels=2)
+    coeffs = haar(x.transpose(1, 2).reshape(1, c, grid, grid)).reshape(16, c, 2, 2)
+    w = tokens_to_wavelet(x, grid, haar, "pyramid", 1.0).reshape(grid, grid, c)
+    for band in (0, 5, 15):
+        tile = w[2 * (band // 4):2 * (band // 4) + 2, 2 * (band % 4):2 * (band % 4) + 2]
+        torch.testing.assert_close(tile, coeffs[band].permute(1, 2, 0))
+
+
+# -- fusion -----------------------------------------------------------------------------------------
+def test_cross_attention_swaps_queries_or_keys() -> None:
+    torch.manual_seed(0)
+    q_fusion = build("fusion", {"name": "cross-attention", "num_heads": 2}, 16)
+    k_fusion = build("fusion", {"name": "cross-attention", "num_heads": 2, "swap": "k"}, 16)
+    k_fusion.load_state_dict(q_fusion.state_dict())
+    a, b = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+
+    def attn(q, k, v):  # noqa: ANN001, ANN202 - two heads of 4
+        heads = lambda t: t.view(2, 5, 2, 4).transpose(1, 2)  # noqa: E731
+        w = torch.softmax(heads(q) @ heads(k).transpose(-1, -2) / 2.0, dim=-1)
+        return (w @ heads(v)).transpose(1, 2).reshape(2, 5, 8)
+
+    q1, k1, v1 = q_fusion.qkv1(a).chunk(3, -1)
+    q2, k2, v2 = q_fusion.qkv2(b).chunk(3, -1)
+    want_q = q_fusion.proj(torch.cat([attn(q1, k2, v2), attn(q2, k1, v1)], -1))
+    want_k = q_fusion.proj(torch.cat([attn(q2, k1, v2), attn(q1, k2, v1)], -1))
+    torch.testing.assert_close(q_fusion(a, b), want_q, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(k_fusion(a, b), want_k, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["cross-attention", "concat", "sum"])
+def test_fusion_shapes(name: str) -> None:
+    f = build("fusion", name, 32)
+    assert f(torch.randn(3, 7, 16), torch.randn(3, 7, 16)).shape == (3, 7, 32)
+
+
+# -- blocks and models ------------------------------------------------------------------------------
+def test_dim_block_forward_backward() -> None:
+    torch.manual_seed(0)
+    blk = build("block", {"name": "dim", "mixer": {"name": "mamba", "backend": "torch"}}, 64, 64, 1, 8, 0.0)
+    x, c = torch.randn(2, 64, 64, requires_grad=True), torch.randn(2, 64)
+    h, res = blk(x, None, c)
+    assert h.shape == x.shape and res.dtype == torch.float32
+    torch.testing.assert_close(res, x.detach())  # the first block's residual is its input
+    (h.square().mean() + res.mean()).backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert all(p.grad is not None for n, p in blk.named_parameters() if "cond_proj" not in n)
+
+
+@pytest.mark.parametrize("name, kw", [
+    ("dimsum", {}),
+    ("dimsum", {"wavelet_layout": "pyramid", "fusion": "concat", "spatial_scan": "zigzag8"}),
+    ("dimsum", {"transformer": "independent"}),
+    ("dimsum", {"transformer": "none", "branches": "spatial"}),
+    ("dimsum", {"gated_mlp": False, "num_classes": 10, "wavelet": {"name": "pywavelets", "wave": "db2"}}),
+    ("dit", {"depth": 2, "num_heads": 4, "num_classes": 10}),
+    ("mamba", {"depth": 2}),
+])
+def test_models_forward_backward(name: str, kw: dict) -> None:
+    model = tiny(name, **kw)
+    x, t = torch.randn(2, 4, 16, 16), torch.rand(2)
+    y = torch.tensor([1, 3]) if model.num_classes > 1 else None
+    out = model(x, t, y)
+    assert out.shape == x.shape
+    out.square().mean().backward()
+    assert model.x_embedder.proj.weight.grad is not None
+
+
+def test_presets_build_with_official_shapes() -> None:
+    with torch.device("meta"):
+        model = create_model("dimsum-B/2")
+    assert (len(model.blocks), model.hidden_size, model.patch_size, model.grid) == (12, 768, 2, 16)
+    assert model.blocks[0].spatial_mamba.mixer.in_proj.weight.shape == (1536, 384)
+    assert model.attn_block.attn.num_heads == 16
+    with torch.device("meta"):
+        l4 = create_model("dimsum-L/4", input_size=64)
+    assert l4.grid == 16 and l4.x_embedder.proj.weight.shape == (1024, 4, 4, 4)
+
+
+def test_shared_transformer_is_one_module_used_every_k_blocks() -> None:
+    model = tiny(depth=8)
+    calls = []
+    model.attn_block.register_forward_hook(lambda *a: calls.append(1))
+    model(torch.randn(1, 4, 16, 16), torch.rand(1)).sum().backward()
+    assert len(calls) == 2  # after blocks 4 and 8, same weights
+    assert sum(k.startswith("attn_block.") for k in model.state_dict()) == 10
+    # independent transformers: separate weights, Mamba depth reduced (official ablation)
+    indep = tiny(depth=8, transformer="independent")
+    assert len(indep.blocks) == 6 and len(indep.attn_blocks) == 1
+
+
+def test_official_initialisation() -> None:
+    model = tiny(depth=4)
+    blk = model.blocks[0]
+    assert blk.adaLN_modulation[1].weight.abs().sum() == 0  # top-level MLP adaLN zeroed
+    assert blk.spatial_mamba.adaLN_modulation[1].weight.abs().sum() > 0  # sub-branch adaLN is not
+    assert blk.spatial_mamba.adaLN_modulation[1].bias.abs().sum() == 0  # every Linear bias zeroed
+    assert model.final_layer.linear.weight.abs().sum() == 0
+    assert blk.spatial_mamba.mixer.dt_proj.bias.abs().sum() > 0  # except Mamba's dt bias
+    assert model.pos_embed.requires_grad  # learnable sin-cos position embedding
+
+
+def test_determinism() -> None:
+    x, t = torch.randn(2, 4, 16, 16), torch.rand(2)
+    a, b = tiny(), tiny()
+    for pa, pb in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb)
+    assert torch.equal(a.eval()(x, t), b.eval()(x, t))
+    assert torch.equal(a(x, t), a(x, t))

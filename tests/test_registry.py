@@ -1,0 +1,126 @@
+"""The plugin manager: built-ins load through entry points, blocking, clashes, broken plugins."""
+
+from __future__ import annotations
+
+import json
+import types
+from importlib import metadata
+
+import pytest
+from click.testing import CliRunner
+
+from dimsum_core.cli.main import cli
+from dimsum_core.errors import PluginError, UnknownComponentError
+from dimsum_core.plugin import hookimpl, manager
+from dimsum_core.registry import Provenance
+
+
+class FakeDist:
+    """A stand-in for an installed distribution with `dimsum` entry points."""
+
+    def __init__(self, name: str, entry_points: dict[str, str]):
+        self.metadata = {"Name": name}
+        self.version = "9.9"
+        self.entry_points = [metadata.EntryPoint(n, v, "dimsum") for n, v in entry_points.items()]
+
+
+def plugin_module(name: str, scans: dict[str, type]) -> types.ModuleType:
+    mod = types.ModuleType(name)
+
+    @hookimpl
+    def dimsum_add_scans(registry):  # noqa: ANN001, ANN202
+        for scan_name, cls in scans.items():
+            registry.add(scan_name, cls)
+
+    mod.dimsum_add_scans = dimsum_add_scans
+    return mod
+
+
+class _Scan:
+    """A scan used only by these tests."""
+
+
+@pytest.fixture
+def fake_installed(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    """Install extra fake distributions next to the real ones; returns a function to add them."""
+    extra: list[FakeDist] = []
+    real = metadata.distributions
+
+    monkeypatch.setattr(manager.metadata, "distributions", lambda: [*real(), *extra])
+    manager.reset_manager()
+    yield extra.append
+    manager.reset_manager()
+
+
+def test_builtins_are_registered_through_entry_points() -> None:
+    m = manager.PluginManager()
+    m.load_entry_points()
+    assert not m.failed, m.failed
+    for kind, name in [("scan", "sweep4"), ("wavelet", "haar"), ("fusion", "cross-attention"),
+                       ("block", "dim"), ("model", "dimsum-L/2"), ("model", "dit-L/2")]:
+        entry = m.registry(kind).get(name)
+        assert entry.provenance.distribution == "dimsum"
+        assert entry.provenance.plugin.startswith("builtin-")
+
+
+def test_unknown_name_suggests_the_closest() -> None:
+    with pytest.raises(UnknownComponentError, match="did you mean 'sweep4'"):
+        manager.registry("scan").get("swep4")
+
+
+def test_broken_plugin_is_reported_and_everything_else_works(fake_installed, monkeypatch) -> None:  # noqa: ANN001
+    fake_installed(FakeDist("broken-dist", {"broken": "dimsum_no_such_module_xyz"}))
+    m = manager.get_manager()
+    assert [(f.plugin, f.distribution) for f in m.failed] == [("broken", "broken-dist")]
+    assert "ModuleNotFoundError" in m.failed[0].error
+    assert "sweep4" in m.registry("scan")
+    result = CliRunner().invoke(cli, ["list-plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert failed == [{"kind": "", "name": "", "plugin": "broken", "distribution": "broken-dist",
+                       "version": "9.9", "status": "failed", "error": failed[0]["error"]}]
+    assert {"kind", "name", "distribution", "status"} <= set(rows[0])
+    assert any(r["name"] == "sweep4" and r["distribution"] == "dimsum" for r in rows)
+    # the table view and other commands still work
+    assert CliRunner().invoke(cli, ["list-plugins"]).exit_code == 0
+    assert CliRunner().invoke(cli, ["doctor"]).exit_code == 0
+
+
+def test_plugin_whose_hook_raises_is_failed_and_rolled_back() -> None:
+    m = manager.PluginManager()
+    mod = types.ModuleType("half_broken")
+
+    @hookimpl
+    def dimsum_add_scans(registry):  # noqa: ANN001, ANN202
+        registry.add("half-registered", _Scan)
+        raise RuntimeError("boom")
+
+    mod.dimsum_add_scans = dimsum_add_scans
+    m.register(mod, Provenance("half", "half-dist", "1"))
+    assert "half-registered" not in m.registry("scan")
+    assert m.failed[0].plugin == "half" and "RuntimeError: boom" in m.failed[0].error
+
+
+def test_name_clash_names_both_distributions() -> None:
+    m = manager.PluginManager()
+    m.register(plugin_module("a", {"spiral": _Scan}), Provenance("first", "dist-one", "1"))
+    with pytest.raises(PluginError, match="dist-one.*dist-two"):
+        m.register(plugin_module("b", {"spiral": _Scan}), Provenance("second", "dist-two", "1"))
+
+
+def test_disable_env_blocks_plugins(fake_installed, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("DIMSUM_DISABLE_PLUGINS", "builtin-fusions, broken")
+    fake_installed(FakeDist("broken-dist", {"broken": "dimsum_no_such_module_xyz"}))
+    m = manager.get_manager()
+    assert set(m.blocked) == {"builtin-fusions", "broken"}
+    assert len(m.registry("fusion")) == 0 and not m.failed
+    rows = json.loads(CliRunner().invoke(cli, ["list-plugins", "--json"]).output)
+    assert {r["plugin"] for r in rows if r["status"] == "blocked"} == {"builtin-fusions", "broken"}
+
+
+def test_list_plugins_kind_filter() -> None:
+    result = CliRunner().invoke(cli, ["list-plugins", "--kind", "wavelet", "--json"])
+    rows = [r for r in json.loads(result.output) if r["status"] == "ok"]
+    assert {r["name"] for r in rows} == {"haar", "pywavelets"}
+    assert all(r["kind"] == "wavelet" for r in rows)
