@@ -9,8 +9,9 @@ from torch import nn
 
 
 class SequenceMixer(nn.Module, ABC):
-    """Constructed as ``Mixer(d_model, **kwargs)``."""
+    """Constructed as ``Mixer(d_model, cond_dim, **recipe_kwargs)``; ``cond_dim`` is the width of the
+    conditioning vector c (timestep + label embedding), which a mixer may use or ignore."""
 
     @abstractmethod
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, L, d_model) -> (N, L, d_model), causal along L."""
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """x (N, L, d_model), c (N, cond_dim) or None -> (N, L, d_model), causal along L."""
