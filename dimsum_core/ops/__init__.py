@@ -1,0 +1,1 @@
+"""Numerical operators behind the mixers: the selective scan and its optional fused-kernel backend."""

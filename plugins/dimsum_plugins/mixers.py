@@ -1,0 +1,158 @@
+"""Built-in sequence mixers: the Mamba-1 selective SSM (DiMSUM's ``CondMamba``).
+
+Parameter names, shapes and initialisation follow the official Mamba-1 / Vim module, so official
+DiMSUM state dicts load unchanged. The work runs either in mamba-ssm's fused CUDA kernels or in the
+pure-PyTorch scan of :mod:`dimsum_core.ops.selective_scan` (see :mod:`dimsum_core.ops.backend`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from dimsum_core.errors import RecipeError
+from dimsum_core.interfaces.mixer import SequenceMixer
+from dimsum_core.ops.backend import Backend, cuda_kernels, require_cuda_kernels, resolve_backend
+from dimsum_core.ops.causal_conv1d import causal_conv1d
+from dimsum_core.ops.selective_scan import selective_scan
+from dimsum_core.plugin import hookimpl
+
+Conditioning = Literal["official", "none", "conv-input"]
+
+
+def _at_least_float32(t: Tensor) -> Tensor:
+    """The scan parameters (A_log, D, dt bias) are used in float32, or float64 in a float64 model."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
+class Mamba(SequenceMixer):
+    """Mamba-1 selective SSM mixer (official DiMSUM CondMamba), fused CUDA or pure-PyTorch scan.
+
+    x (N, L, d_model) -> in_proj -> (x, z); x -> causal depthwise conv -> SiLU -> x_proj ->
+    (dt, B, C); delta = softplus(dt_proj(dt)); selective scan with A = -exp(A_log) and skip D;
+    gate by SiLU(z); out_proj.
+
+    ``conditioning``: ``"official"`` keeps the released code's ``cond_proj`` (in the state dict and
+    the parameter count) without effect; ``"none"`` drops it; ``"conv-input"`` adds ``cond_proj(c)``
+    to the conv input, zero-initialised so training starts from the official function.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        cond_dim: int | None = None,
+        /,
+        *,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank: int | None = None,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        dt_init_floor: float = 1e-4,
+        conv_bias: bool = True,
+        bias: bool = False,
+        backend: Backend = "auto",
+        conditioning: Conditioning = "official",
+    ):
+        super().__init__()
+        if conditioning not in ("official", "none", "conv-input"):
+            raise RecipeError(f"mixer conditioning must be 'official', 'none' or 'conv-input', got {conditioning!r}")
+        if conditioning == "conv-input" and cond_dim is None:
+            raise RecipeError("mixer conditioning='conv-input' needs a conditioning vector, but this block "
+                              "gives the mixer none; use conditioning='none' or 'official'")
+        if backend not in ("auto", "cuda", "torch"):
+            raise RecipeError(f"mixer backend must be 'auto', 'cuda' or 'torch', got {backend!r}")
+        if backend == "cuda":
+            require_cuda_kernels()
+        self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
+        self.d_inner = expand * d_model
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank is None else dt_rank
+        self.backend, self.conditioning = backend, conditioning
+
+        # Creation order as in the official module, so a seeded init draws the same numbers.
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias)
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner,
+                                padding=d_conv - 1, bias=conv_bias)
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        self.cond_proj = (nn.Linear(cond_dim, self.d_inner, bias=True)
+                          if cond_dim is not None and conditioning != "none" else None)
+
+        # dt_proj: weight ~ U(±dt_rank^-0.5); bias = softplus⁻¹(dt), dt log-uniform in [dt_min, dt_max].
+        std = self.dt_rank**-0.5
+        nn.init.uniform_(self.dt_proj.weight, -std, std)
+        dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        dt = dt.clamp(min=dt_init_floor)
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        self.dt_proj.bias._no_reinit = True  # a model-wide "zero every Linear bias" init skips it
+
+        # S4D-real: A = -(1..d_state) per channel, stored as its log in float32.
+        A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(A))
+        self.A_log._no_weight_decay = True
+        self.D = nn.Parameter(torch.ones(self.d_inner))
+        self.D._no_weight_decay = True
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+
+        if self.cond_proj is not None and conditioning == "conv-input":
+            nn.init.zeros_(self.cond_proj.weight)
+            nn.init.zeros_(self.cond_proj.bias)
+        elif self.cond_proj is not None:
+            # Official: the released kernel binding uses cond_proj(c) only as the conv's output buffer,
+            # which the kernel overwrites (spec §2.7), so cond_proj is dead weight that never gets a
+            # gradient. Kept for state-dict and parameter-count parity, frozen so DDP with
+            # find_unused_parameters=False does not wait for its gradient.
+            self.cond_proj.requires_grad_(False)
+
+    def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
+        """x (N, L, d_model), c (N, cond_dim) or None -> (N, L, d_model), causal along L."""
+        if self.conditioning == "conv-input" and c is None:
+            raise ValueError("Mamba(conditioning='conv-input') needs the conditioning vector c")
+        cond = self.cond_proj(c) if self.conditioning == "conv-input" else None  # (N, d_inner)
+        A = -torch.exp(_at_least_float32(self.A_log))  # (d_inner, d_state)
+        if resolve_backend(self.backend, x.device) == "cuda":
+            kernels = cuda_kernels()
+            if kernels.has_causal_conv1d:
+                return self._fused_cuda(x, cond, A, kernels.mamba_inner_fn)
+            return self._unfused(x, cond, A, kernels.selective_scan_fn)
+        return self._unfused(x, cond, A, selective_scan)
+
+    def _unfused(self, x: Tensor, cond: Tensor | None, A: Tensor, scan: Callable[..., Tensor]) -> Tensor:
+        """Step by step, channels-last; ``scan`` is mamba-ssm's ``selective_scan_fn`` or ours."""
+        u, z = self.in_proj(x).chunk(2, dim=-1)  # (N, L, d_inner) each
+        if cond is not None:
+            u = u + cond.to(u.dtype)[:, None, :]
+        u = F.silu(causal_conv1d(u, self.conv1d.weight, self.conv1d.bias))
+        dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.linear(dt, self.dt_proj.weight)  # its bias is added inside the softplus, in float32
+        y = scan(u.transpose(1, 2), delta.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2),
+                 _at_least_float32(self.D), z=z.transpose(1, 2),
+                 delta_bias=_at_least_float32(self.dt_proj.bias), delta_softplus=True)  # (N, d_inner, L)
+        return self.out_proj(y.transpose(1, 2))
+
+    def _fused_cuda(self, x: Tensor, cond: Tensor | None, A: Tensor,
+                    mamba_inner_fn: Callable[..., Tensor]) -> Tensor:
+        """mamba-ssm's fused conv + projections + scan + gate + out_proj, as the official module."""
+        xz = rearrange(self.in_proj.weight @ rearrange(x, "b l d -> d (b l)"), "d (b l) -> b d l", l=x.shape[1])
+        if self.in_proj.bias is not None:
+            xz = xz + self.in_proj.bias.to(xz.dtype)[:, None]
+        if cond is not None:
+            u, z = xz.chunk(2, dim=1)
+            xz = torch.cat([u + cond.to(u.dtype)[..., None], z], dim=1)
+        return mamba_inner_fn(xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight,
+                              self.dt_proj.weight, self.out_proj.weight, self.out_proj.bias, A, None, None,
+                              _at_least_float32(self.D), delta_bias=_at_least_float32(self.dt_proj.bias),
+                              delta_softplus=True)
+
+
+@hookimpl
+def dimsum_add_mixers(registry):
+    registry.add("mamba", Mamba)
