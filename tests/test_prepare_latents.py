@@ -117,3 +117,23 @@ def test_without_diffusers_the_error_names_the_extra(tmp_path, images, vae_dir, 
     monkeypatch.setitem(sys.modules, "diffusers", None)  # import fails
     result = run(images, "--vae", vae_dir, "--out", tmp_path / "lat")
     assert result.exit_code == 2 and 'pip install -e ".[vae]"' in result.output
+
+
+def test_training_on_latents_and_on_pixels_through_the_vae(tmp_path, images, vae_dir):
+    import tiny_models
+
+    from dimsum_core.train import CheckpointConfig, LogConfig, TrainConfig, Trainer
+
+    tiny_models.register()
+    out = tmp_path / "lat"
+    assert run(images, "--vae", vae_dir, "--out", out, "--resolution", 16).exit_code == 0
+    model = {"name": "tiny-train", "in_channels": 4, "input_size": 8, "num_classes": 2}
+    common = dict(model=model, seed=0, checkpoint=CheckpointConfig(every=2),
+                  train=TrainConfig(steps=2, global_batch_size=4, num_workers=0, device="cpu"),
+                  log=LogConfig(sample_every=2, sample_n=4, sampler={"name": "euler", "steps": 2}, tensorboard=False))
+    for name, data in (("latents", {"name": "latents", "root": str(out)}),
+                       ("pixels", {"name": "image-folder", "root": str(images), "resolution": 16})):
+        result = Trainer(out_dir=tmp_path / name, data=data, vae=str(vae_dir), **common).run()
+        assert result.step == 2
+        grid = Image.open(tmp_path / name / "samples" / "0000002.png")
+        assert grid.size == (2 * 18 + 2, 2 * 18 + 2)  # 4 decoded 16 px samples, 2 per row
