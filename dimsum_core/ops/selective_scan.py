@@ -17,6 +17,7 @@ them, never positive for ``delta >= 0`` and ``A <= 0``, so nothing overflows.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator
 
@@ -88,7 +89,7 @@ def selective_scan(
     chunk = chunk_length if chunk_length is not None else _default_chunk_length(length)
     if chunk < 1:
         raise ValueError(f"chunk_length must be >= 1, got {chunk}")
-    with torch.autocast(u.device.type, enabled=False):
+    with _autocast_off(u.device.type):
         u_, delta_ = u.to(dtype), delta.to(dtype)
         if delta_bias is not None:
             delta_ = delta_ + delta_bias.to(dtype)[:, None]
@@ -100,6 +101,12 @@ def selective_scan(
         if z is not None:
             y = y * F.silu(z.to(dtype))
     return y.to(u.dtype)
+
+
+def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()  # e.g. the meta device (shape-only runs)
 
 
 def _default_chunk_length(length: int) -> int:
@@ -187,7 +194,7 @@ class _ChunkedScan(torch.autograd.Function):
     def backward(ctx, grad_y: Tensor):
         At, delta_q, u_q, du_q, B_q, C_q, *h = ctx.saved_tensors
         length = grad_y.shape[-1]
-        with torch.autocast(grad_y.device.type, enabled=False):
+        with _autocast_off(grad_y.device.type):
             gy_q = _to_chunks(grad_y.to(u_q.dtype), delta_q.shape[0])
             # Adjoint g_t = dL/dh_t = C_t gy_t + exp(delta_{t+1} A) g_{t+1}: the same scan in reverse
             # time with the decay of the next step.
