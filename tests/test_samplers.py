@@ -87,8 +87,8 @@ def test_euler_maruyama_reaches_the_data_distribution(path, diffusion, last_step
     as with ``constant``; there the plain Euler last step is the right one.)
     """
     model = tiny.TinyGaussian(mean=1.5, std=0.5, path=path).double()
-    x0 = torch.randn(4000, 2, 1, 1, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    sampler = EulerMaruyamaSampler(path=path, steps=200, diffusion=diffusion, last_step=last_step)
+    x0 = torch.randn(2000, 2, 1, 1, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    sampler = EulerMaruyamaSampler(path=path, steps=100, diffusion=diffusion, last_step=last_step)
     x = sampler.sample(lambda x, t: model(x, t.expand(len(x))), x0, torch.Generator().manual_seed(3)).x
     assert x.mean().item() == pytest.approx(1.5, abs=0.03)
     assert x.std().item() == pytest.approx(0.5, abs=0.03)

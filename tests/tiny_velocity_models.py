@@ -7,6 +7,7 @@ net; :func:`train_tiny_conv` fits it for a few steps on two-class toy images.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from pathlib import Path
@@ -56,7 +57,7 @@ class TinyGaussian(FlowModel):
         self.register_buffer("unused", torch.zeros(1))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        t = t.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+        t = t.to(x.dtype).contiguous().reshape(-1, *([1] * (x.ndim - 1)))  # stride-0 float64 trig is slow
         a, s = self.path.alpha(t), self.path.sigma(t)
         var = a**2 * self.std**2 + s**2
         centred = x - a * self.mean
@@ -105,7 +106,15 @@ def toy_images(n: int, size: int = 8, seed: int = 0) -> tuple[torch.Tensor, torc
 
 
 def train_tiny_conv(steps: int = 150, seed: int = 0) -> TinyConv:
-    """A few hundred Adam steps of GVP velocity matching, with 10% label dropout for guidance."""
+    """150 Adam steps of GVP velocity matching, with 10% label dropout for guidance (trained once per
+    process; each call returns a fresh copy)."""
+    model = create_model("tiny-conv")
+    model.load_state_dict(_trained_tiny_conv_state(steps, seed))
+    return model.eval()
+
+
+@functools.cache
+def _trained_tiny_conv_state(steps: int, seed: int) -> dict[str, torch.Tensor]:
     torch.manual_seed(seed)
     model = create_model("tiny-conv")
     path = PATHS["gvp"]()
@@ -123,7 +132,7 @@ def train_tiny_conv(steps: int = 150, seed: int = 0) -> TinyConv:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return model.eval()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def write_checkpoint(directory: Path, model: FlowModel) -> Path:

@@ -40,11 +40,11 @@ class GuidedVelocity:
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         self.forwards += 1
         n = x.shape[0]
-        t = t.to(device=x.device, dtype=x.dtype)
+        t = t.to(device=x.device, dtype=x.dtype).reshape(1)
         if not self.guided:
-            return self.model(x, t.expand(n), self.y)
+            return self.model(x, t.repeat(n), self.y)
         null = torch.full_like(self.y, self.model.num_classes)
-        out = self.model(torch.cat([x, x]), t.expand(2 * n), torch.cat([self.y, null]))
+        out = self.model(torch.cat([x, x]), t.repeat(2 * n), torch.cat([self.y, null]))
         v_cond, v_uncond = out[:n], out[n:]  # (N, C, H, W) each
         k = v_cond.shape[1] if self.guide_channels is None else self.guide_channels
         guided = v_uncond[:, :k] + self.scale * (v_cond[:, :k] - v_uncond[:, :k])
