@@ -151,3 +151,18 @@ def test_torchrun_two_ranks_match_one_process(tmp_path):
     with np.load(tmp_path / "one.npz") as one, np.load(tmp_path / "two.npz") as two:
         assert np.abs(one["arr_0"].astype(int) - two["arr_0"].astype(int)).max() <= 1
         assert np.array_equal(one["arr_1"], two["arr_1"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_samples_match_cpu_samples(conv_ckpt):
+    """Noise is drawn on the CPU, so a GPU run reproduces the CPU images (up to float rounding)."""
+    from dimsum_core.models import load_model
+
+    sampler = EulerSampler(steps=4)
+    cpu = next(generate(load_model(conv_ckpt), sampler, range(6), seed=1, precision="fp32"))
+    gpu_model = load_model(conv_ckpt, device="cuda")
+    gpu = next(generate(gpu_model, sampler, range(6), seed=1, precision="fp32"))
+    assert (cpu.images.int() - gpu.images.int()).abs().max() <= 2
+    bf16 = next(generate(gpu_model, sampler, range(6), seed=1, precision="bf16"))
+    assert (cpu.images.float() - bf16.images.float()).abs().mean() < 8
