@@ -14,7 +14,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from dimsum_core.cli.sample import _options, report_table, sampling_options, start
+from dimsum_core.cli.sample import parse_options, report_table, sampling_options, start
 from dimsum_core.config.build import build
 from dimsum_core.errors import DimsumError
 from dimsum_core.metrics.features import ExtractedFeatures, FeatureAccumulator, extract
@@ -111,7 +111,7 @@ def eval_command(checkpoint: Path | None, ref: Path, samples: Path | None, n: in
         raise DimsumError(f"{out}: already exists; choose another --out or pass --overwrite")
     metrics = _metric_list(metric_text)
     reference = ImageSource.open(ref, ref_resize)
-    extractor_id = {"name": extractor, **_options(extractor_opts)}
+    extractor_id = {"name": extractor, **parse_options(extractor_opts)}
     console = Console(stderr=True)
     result: dict[str, Any] = {}
 

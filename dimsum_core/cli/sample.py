@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from dimsum_core.sampling.sampler_settings import resolve_sampler
 from dimsum_core.train.distributed import DistInfo, barrier, init_distributed, shutdown
 
 
-def _options(text: tuple[str, ...]) -> dict[str, Any]:
+def parse_options(text: tuple[str, ...]) -> dict[str, Any]:
     """KEY=VALUE pairs, values parsed as YAML (``atol=1e-5``, ``method=rk4``)."""
     options = {}
     for item in text:
@@ -76,7 +76,6 @@ class SamplingRun:
     classes: list[int]
     seed: int
     precision: str
-    batches: list[GeneratedBatch] = field(default_factory=list)
 
     def record(self) -> dict[str, Any]:
         """The settings that decide the samples (for result JSON files)."""
@@ -99,7 +98,7 @@ def start(checkpoint: Path, n: int, *, sampler: str, steps: int | None, sampler_
             raise DimsumError("--device cuda, but no CUDA device is available; use --device auto or cpu")
     info = init_distributed(device)
     loaded = open_checkpoint(checkpoint, ema=not no_ema, device=info.device, vae=vae)
-    node = {"name": sampler, **_options(sampler_opts)}
+    node = {"name": sampler, **parse_options(sampler_opts)}
     built, settings = resolve_sampler(node, steps)
     run = SamplingRun(loaded, settings, cfg_scale, guide_channels, list(classes), seed, precision)
     batches = generate(loaded.model, built, rank_indices(n, info.rank, info.world_size), seed=seed,
