@@ -31,5 +31,5 @@ def test_dit_xl2_gflops_match_the_dit_paper() -> None:
 
 
 def test_unknown_model_is_a_one_line_error() -> None:
-    result = CliRunner().invoke(cli, ["info", "dimsum-L/3"])
+    result = CliRunner().invoke(cli, ["info", "dimsum-L2"])
     assert result.exit_code == 2 and "did you mean 'dimsum-L/2'" in result.output

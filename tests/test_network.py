@@ -15,7 +15,8 @@ TINY = dict(input_size=16, hidden_size=64, depth=4, mixer={"name": "mamba", "bac
 
 def tiny(name: str = "dimsum", **kw) -> torch.nn.Module:  # noqa: ANN003
     torch.manual_seed(0)
-    return create_model(name, **{**TINY, **kw})
+    base = {k: v for k, v in TINY.items() if name != "dit" or k != "mixer"}
+    return create_model(name, **{**base, **kw})
 
 
 # -- wavelets ---------------------------------------------------------------------------------------
