@@ -43,21 +43,24 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from dimsum_core.cli import convert_official, doctor, info, list_plugins, prepare_latents, run, show_scan
+    from dimsum_core.cli import (
+        bench,
+        convert_official,
+        doctor,
+        info,
+        list_plugins,
+        prepare_latents,
+        run,
+        show_scan,
+    )
     from dimsum_core.cli import eval as eval_cli
     from dimsum_core.cli import sample as sample_cli
 
-    cli.add_command(sample_cli.sample)
-    cli.add_command(eval_cli.eval_command)
-
-    cli.add_command(show_scan.show_scan)
-    cli.add_command(run.run)
-    cli.add_command(run.validate)
-    cli.add_command(list_plugins.list_plugins)
-    cli.add_command(doctor.doctor)
-    cli.add_command(info.info)
-    cli.add_command(convert_official.convert_official)
-    cli.add_command(prepare_latents.prepare_latents_command)
+    for command in (run.run, run.validate, list_plugins.list_plugins, doctor.doctor, info.info,
+                    show_scan.show_scan, convert_official.convert_official,
+                    prepare_latents.prepare_latents_command, sample_cli.sample, eval_cli.eval_command,
+                    bench.bench):
+        cli.add_command(command)
 
 
 _register_commands()

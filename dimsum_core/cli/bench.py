@@ -1,0 +1,26 @@
+"""``dimsum bench``: the GPU benchmark of DiMSUM against DiT."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--models", multiple=True, default=("dimsum-L/2", "dit-L/2"), show_default=True,
+              help="Model presets to measure (repeat the option).")
+@click.option("--out", default="benchmarks/results/gpu.json", show_default=True, help="JSON result file.")
+@click.option("--repeats", default=5, show_default=True, help="Timed repeats per measurement (median).")
+@click.option("--batch-256", default=64, show_default=True, help="Training batch at 256 px (32×32 latent).")
+@click.option("--batch-512", default=16, show_default=True, help="Training batch at 512 px (64×64 latent).")
+def bench(models: tuple[str, ...], out: str, repeats: int, batch_256: int, batch_512: int) -> None:
+    """Training throughput (TF32 and bf16), forward latency, peak memory, MFU and the forward time
+    share of each part, for each model at 256 and 512 px, in one process on one GPU.
+
+    \b
+    Examples:
+      dimsum bench
+      dimsum bench --models dimsum-L/2 --batch-256 32 --out my.json
+    """
+    from dimsum_core.gpu_benchmark import run
+
+    run(list(models), out, repeats, batch_256, batch_512)

@@ -1,0 +1,224 @@
+"""DiMSUM vs DiT on one GPU, in one process: training throughput, forward latency, memory, MFU and
+where DiMSUM's forward time goes.
+
+    dimsum bench --out benchmarks/results/gpu.json        (or: python benchmarks/gpu.py ...)
+
+Every timing uses CUDA events after warm-up and reports the median of repeats. Training steps are
+forward + flow-matching loss + backward + AdamW step. "TF32" is float32 with TF32 matmuls/convs (the
+paper's precision); "bf16" is bf16 autocast with float32 weights.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dimsum_core import create_model
+from dimsum_core.errors import DimsumError
+from dimsum_core.flops import count_macs
+from dimsum_core.interfaces.mixer import SequenceMixer
+from dimsum_core.interfaces.wavelet import WaveletTransform
+
+
+def cuda_time(fn: Callable[[], Any], warmup: int, repeats: int, inner: int = 1) -> float:
+    """Median seconds per call of ``fn`` (each measurement covers ``inner`` calls)."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(inner):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) / 1000 / inner)
+    return statistics.median(times)
+
+
+def matmul_peak_tflops() -> float:
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    seconds = cuda_time(lambda: a @ b, warmup=3, repeats=10)
+    return 2 * 8192**3 / seconds / 1e12
+
+
+def set_precision(tf32: bool) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
+def build(name: str, latent: int, **overrides: Any) -> nn.Module:
+    torch.manual_seed(0)
+    return create_model(name, input_size=latent, num_classes=1000, **overrides).cuda()
+
+
+def train_step_fn(model: nn.Module, batch: int, latent: int, bf16: bool) -> Callable[[], None]:
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0)
+    x1 = torch.randn(batch, 4, latent, latent, device="cuda")
+    y = torch.randint(0, 1000, (batch,), device="cuda")
+
+    def step() -> None:
+        x0 = torch.randn_like(x1)
+        t = torch.rand(batch, device="cuda")
+        a, s = torch.sin(torch.pi / 2 * t)[:, None, None, None], torch.cos(torch.pi / 2 * t)[:, None, None, None]
+        xt, ut = a * x1 + s * x0, torch.pi / 2 * (s * x1 - a * x0)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            loss = (model(xt, t, y).float() - ut).pow(2).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def measure_training(name: str, latent: int, batch: int, bf16: bool, repeats: int) -> dict[str, Any]:
+    set_precision(True)
+    model = build(name, latent).train()
+    torch.cuda.reset_peak_memory_stats()
+    try:
+        seconds = cuda_time(train_step_fn(model, batch, latent, bf16), warmup=3, repeats=repeats)
+    except torch.OutOfMemoryError:
+        return {"error": "out of memory"}
+    finally:
+        del model
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    torch.cuda.empty_cache()
+    return {"img_per_s": batch / seconds, "step_ms": seconds * 1e3, "peak_gib": peak}
+
+
+@torch.no_grad()
+def measure_forward(name: str, latent: int, batch: int, repeats: int) -> dict[str, Any]:
+    set_precision(True)
+    model = build(name, latent).eval()
+    x = torch.randn(batch, 4, latent, latent, device="cuda")
+    t = torch.rand(batch, device="cuda")
+    y = torch.randint(0, 1000, (batch,), device="cuda")
+    seconds = cuda_time(lambda: model(x, t, y), warmup=3, repeats=repeats)
+    return {"ms": seconds * 1e3, "img_per_s": batch / seconds}
+
+
+def part_of(module: nn.Module, name: str) -> str | None:
+    if isinstance(module, SequenceMixer):
+        return "mamba (projections, conv, scan)"
+    if isinstance(module, WaveletTransform):
+        return "wavelets"
+    if name.endswith(".proj") and hasattr(module, "qkv1"):
+        return "fusion"
+    if name.endswith(".attn"):
+        return "attention"
+    if name.endswith(".mlp"):
+        return "mlp"
+    return None
+
+
+@torch.no_grad()
+def forward_breakdown(name: str, latent: int, batch: int) -> dict[str, float]:
+    """Share of forward GPU time per part, from CUDA events around each tagged module."""
+    set_precision(True)
+    model = build(name, latent).eval()
+    events: dict[str, list[tuple[torch.cuda.Event, torch.cuda.Event]]] = defaultdict(list)
+    hooks = []
+    for mod_name, module in model.named_modules():
+        part = part_of(module, mod_name)
+        if part is None:
+            continue
+
+        def pre(_m: nn.Module, _i: Any, part: str = part) -> None:
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            events[part].append((ev, None))  # type: ignore[arg-type]
+
+        def post(_m: nn.Module, _i: Any, _o: Any, part: str = part) -> None:
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            start, _ = events[part].pop()
+            events[part].append((start, ev))
+
+        hooks += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+        if isinstance(module, WaveletTransform):  # the inverse runs through a method, not forward
+            inverse = module.inverse
+
+            def timed_inverse(c: torch.Tensor, inverse: Callable = inverse, pre=pre, post=post) -> torch.Tensor:
+                pre(None, None)
+                out = inverse(c)
+                post(None, None, None)
+                return out
+
+            module.inverse = timed_inverse
+    x = torch.randn(batch, 4, latent, latent, device="cuda")
+    t = torch.rand(batch, device="cuda")
+    y = torch.randint(0, 1000, (batch,), device="cuda")
+    for _ in range(2):
+        model(x, t, y)
+    events.clear()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    model(x, t, y)
+    end.record()
+    torch.cuda.synchronize()
+    total = start.elapsed_time(end)
+    shares = {part: sum(s.elapsed_time(e) for s, e in pairs) / total for part, pairs in events.items()}
+    shares["other (norms, adaLN, embeddings, permutations, residuals)"] = 1 - sum(shares.values())
+    for h in hooks:
+        h.remove()
+    return {"total_ms": total, **{k: round(v, 4) for k, v in shares.items()}}
+
+
+def run(models: list[str], out: str, repeats: int = 5, batch_256: int = 64, batch_512: int = 16) -> dict:
+    """Measure every model, print the table, write JSON to ``out``; returns the result."""
+    if not torch.cuda.is_available():
+        raise DimsumError("the GPU benchmark needs a CUDA GPU (this machine has none)")
+    t0 = time.time()
+    peak = matmul_peak_tflops()
+    result: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
+                              "bf16_matmul_peak_tflops": peak, "models": {}}
+    for name in models:
+        r: dict[str, Any] = {}
+        for px, latent, batch in ((256, 32, batch_256), (512, 64, batch_512)):
+            with torch.device("meta"):
+                macs = count_macs(create_model(name, input_size=latent, num_classes=1000)).macs
+            train_flops = 6 * macs  # forward (2·MACs) + backward (2× forward)
+            entry: dict[str, Any] = {"batch": batch, "gflops_per_image_forward": 2 * macs / 1e9}
+            for precision, bf16 in (("tf32", False), ("bf16", True)):
+                m = measure_training(name, latent, batch, bf16, repeats)
+                if "img_per_s" in m:
+                    m["mfu"] = m["img_per_s"] * train_flops / (peak * 1e12)
+                entry[f"train_{precision}"] = m
+            if px == 256:
+                entry["forward_b1_tf32"] = measure_forward(name, latent, 1, repeats)
+                entry["forward_b64_tf32"] = measure_forward(name, latent, 64, repeats)
+                entry["forward_breakdown_b64"] = forward_breakdown(name, latent, 64)
+            r[f"{px}px"] = entry
+            print(name, px, json.dumps(entry), flush=True)
+        result["models"][name] = r
+    result["seconds"] = time.time() - t0
+    print_table(result)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=1))
+    return result
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(f"\n{result['gpu']}, torch {result['torch']}, bf16 matmul peak {result['bf16_matmul_peak_tflops']:.0f} TFLOP/s")
+    print(f"{'model':<12}{'px':>5}{'batch':>7}{'train tf32':>12}{'train bf16':>12}{'MFU bf16':>10}"
+          f"{'peak GiB':>10}{'fwd b1 ms':>11}{'fwd b64 img/s':>15}")
+    for name, by_px in result["models"].items():
+        for px, e in by_px.items():
+            tf, bf = e["train_tf32"], e["train_bf16"]
+            fmt = lambda m, k, f: format(m[k], f) if k in m else "OOM"  # noqa: E731
+            print(f"{name:<12}{px:>5}{e['batch']:>7}{fmt(tf, 'img_per_s', '12.1f')}{fmt(bf, 'img_per_s', '12.1f')}"
+                  f"{fmt(bf, 'mfu', '10.1%')}{fmt(bf, 'peak_gib', '10.1f')}"
+                  f"{e['forward_b1_tf32']['ms'] if 'forward_b1_tf32' in e else float('nan'):>11.2f}"
+                  f"{e['forward_b64_tf32']['img_per_s'] if 'forward_b64_tf32' in e else float('nan'):>15.1f}")
+
