@@ -239,6 +239,9 @@ class Trainer:
                 say(f"[yellow]warning: global batch size changed ({saved['global_batch_size']} -> "
                     f"{cfg.global_batch_size}); the data order differs from the original run")
             say(f"resumed from {resume_from} at step {step}")
+            if step >= cfg.steps:
+                say(f"nothing to do: the run is at step {step} and train.steps={cfg.steps} "
+                    f"(raise train.steps to train longer)")
 
         sampler = GlobalBatchSampler(len(data), cfg.global_batch_size, rank=info.rank, world_size=info.world_size,
                                      grad_accum=cfg.grad_accum, seed=self.seed, start_step=step)
