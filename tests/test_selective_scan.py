@@ -103,7 +103,9 @@ def test_bf16_autocast_scans_in_float32():
     torch.testing.assert_close(out16.double(), ref16, rtol=1e-2, atol=1e-2)
 
 
-def test_chunk_length_must_be_positive():
+def test_bad_arguments():
     inputs = make_inputs(1, 2, 4, 2)
     with pytest.raises(ValueError, match="chunk_length"):
         selective_scan(**inputs, chunk_length=0)
+    with pytest.raises(ValueError, match="input-dependent"):
+        selective_scan(**{**inputs, "B": inputs["B"][:, None]})

@@ -84,6 +84,9 @@ def selective_scan(
     returns ``out`` in u's dtype, like mamba-ssm's kernel. ``chunk_length`` (Q) defaults to about
     √L, which balances the 2·Q in-chunk steps against the L/Q chunk-carry steps.
     """
+    if B.dim() != 3 or C.dim() != 3:
+        raise ValueError(f"B and C must be input-dependent, of shape (N, d_state, L) (one group); got "
+                         f"{tuple(B.shape)} and {tuple(C.shape)}")
     dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
     length = u.shape[-1]
     chunk = chunk_length if chunk_length is not None else _default_chunk_length(length)
@@ -110,7 +113,8 @@ def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
 
 
 def _default_chunk_length(length: int) -> int:
-    return max(1, math.isqrt(max(length - 1, 0)) + 1)
+    """⌈√L⌉ (16 for L = 256): measured within noise of the best on a 2-core CPU for L = 256."""
+    return math.isqrt(length - 1) + 1 if length > 1 else 1
 
 
 def _to_chunks(t: Tensor, chunk: int) -> Tensor:
@@ -164,7 +168,7 @@ def _states(delta: Tensor, At2: Tensor, w: Tensor, V: Tensor, reverse: bool, out
     # Pass 1: decays into `out`; `run` advances every chunk from a zero state to its far end.
     run = torch.zeros_like(out[0])  # (K, N, S, D)
     for q in steps:
-        decay = torch.exp2(torch.mul(delta[q].unsqueeze(-2), At2, out=out[q]), out=out[q])
+        decay = torch.mul(delta[q].unsqueeze(-2), At2, out=out[q]).exp2_()
         run.mul_(decay).addcmul_(w[q].unsqueeze(-2), V[q].unsqueeze(-1))
     # Carry: the true state entering chunk k is the neighbour's zero-start end state plus the state
     # that entered the neighbour, decayed across its whole length.
