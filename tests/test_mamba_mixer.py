@@ -11,7 +11,6 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from dimsum_plugins.mixers import Mamba
 from torch import nn
 
 from dimsum_core.config.build import build
@@ -21,6 +20,7 @@ from dimsum_core.ops import backend as backend_module
 from dimsum_core.ops.causal_conv1d import causal_conv1d
 from dimsum_core.ops.selective_scan import selective_scan_reference
 from dimsum_core.plugin.manager import registry
+from dimsum_plugins.mixers import Mamba
 
 
 def reference_mixer(m: Mamba, x: torch.Tensor) -> torch.Tensor:
