@@ -6,6 +6,7 @@ from dimsum_core.plugin import hookimpl
 from dimsum_plugins.datasets.image_folder import ImageFolderDataset
 from dimsum_plugins.datasets.latents import LatentDataset
 from dimsum_plugins.datasets.procedural import ProceduralShapes
+from dimsum_plugins.datasets.scenes import ProceduralScenes
 
 
 @hookimpl
@@ -13,3 +14,4 @@ def dimsum_add_datasets(registry):
     registry.add("image-folder", ImageFolderDataset)
     registry.add("latents", LatentDataset)
     registry.add("procedural", ProceduralShapes)
+    registry.add("procedural-scenes", ProceduralScenes)
