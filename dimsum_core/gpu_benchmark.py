@@ -26,6 +26,7 @@ from dimsum_core.errors import DimsumError
 from dimsum_core.flops import count_macs
 from dimsum_core.interfaces.mixer import SequenceMixer
 from dimsum_core.interfaces.wavelet import WaveletTransform
+from dimsum_core.sampling.cuda_graph import CudaGraphForward
 
 
 def cuda_time(fn: Callable[[], Any], warmup: int, repeats: int, inner: int = 1) -> float:
@@ -98,13 +99,15 @@ def measure_training(name: str, latent: int, batch: int, bf16: bool, repeats: in
 
 
 @torch.no_grad()
-def measure_forward(name: str, latent: int, batch: int, repeats: int) -> dict[str, Any]:
+def measure_forward(name: str, latent: int, batch: int, repeats: int, graph: bool = False) -> dict[str, Any]:
+    """Forward latency in TF32, eager or replayed from a CUDA graph (as `dimsum sample --cuda-graph`)."""
     set_precision(True)
     model = build(name, latent).eval()
+    forward = CudaGraphForward(model) if graph else model
     x = torch.randn(batch, 4, latent, latent, device="cuda")
     t = torch.rand(batch, device="cuda")
     y = torch.randint(0, 1000, (batch,), device="cuda")
-    seconds = cuda_time(lambda: model(x, t, y), warmup=3, repeats=repeats)
+    seconds = cuda_time(lambda: forward(x, t, y), warmup=3, repeats=repeats, inner=5)
     return {"ms": seconds * 1e3, "img_per_s": batch / seconds}
 
 
@@ -197,6 +200,7 @@ def run(models: list[str], out: str, repeats: int = 5, batch_256: int = 64, batc
                 entry[f"train_{precision}"] = m
             if px == 256:
                 entry["forward_b1_tf32"] = measure_forward(name, latent, 1, repeats)
+                entry["forward_b1_tf32_cuda_graph"] = measure_forward(name, latent, 1, repeats, graph=True)
                 entry["forward_b64_tf32"] = measure_forward(name, latent, 64, repeats)
                 entry["forward_breakdown_b64"] = forward_breakdown(name, latent, 64)
             r[f"{px}px"] = entry
@@ -212,7 +216,7 @@ def run(models: list[str], out: str, repeats: int = 5, batch_256: int = 64, batc
 def print_table(result: dict[str, Any]) -> None:
     print(f"\n{result['gpu']}, torch {result['torch']}, bf16 matmul peak {result['bf16_matmul_peak_tflops']:.0f} TFLOP/s")
     print(f"{'model':<12}{'px':>5}{'batch':>7}{'train tf32':>12}{'train bf16':>12}{'MFU bf16':>10}"
-          f"{'peak GiB':>10}{'fwd b1 ms':>11}{'fwd b64 img/s':>15}")
+          f"{'peak GiB':>10}{'fwd b1 ms':>11}{'graphed':>9}{'fwd b64 img/s':>15}")
     for name, by_px in result["models"].items():
         for px, e in by_px.items():
             tf, bf = e["train_tf32"], e["train_bf16"]
@@ -220,5 +224,6 @@ def print_table(result: dict[str, Any]) -> None:
             print(f"{name:<12}{px:>5}{e['batch']:>7}{fmt(tf, 'img_per_s', '12.1f')}{fmt(bf, 'img_per_s', '12.1f')}"
                   f"{fmt(bf, 'mfu', '10.1%')}{fmt(bf, 'peak_gib', '10.1f')}"
                   f"{e['forward_b1_tf32']['ms'] if 'forward_b1_tf32' in e else float('nan'):>11.2f}"
+                  f"{e['forward_b1_tf32_cuda_graph']['ms'] if 'forward_b1_tf32' in e else float('nan'):>9.2f}"
                   f"{e['forward_b64_tf32']['img_per_s'] if 'forward_b64_tf32' in e else float('nan'):>15.1f}")
 

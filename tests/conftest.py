@@ -23,6 +23,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
+def no_tf32():  # noqa: ANN201
+    """TF32 off for exact float32 comparisons on a GPU (plain assignment: these are not real attributes,
+    so monkeypatch cannot restore them)."""
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+@pytest.fixture
 def official_fixtures() -> Path:
     if not (FIXTURES / "A" / "state_dict.safetensors").is_file():
         pytest.skip(f"official parity fixtures not found at {FIXTURES} (they live in the project's "

@@ -26,11 +26,8 @@ def l2_block(backend: str) -> torch.nn.Module:
 
 
 @pytest.fixture(autouse=True)
-def no_tf32():  # noqa: ANN201
-    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+def _exact_float32(no_tf32: None) -> None:
+    """Every test here compares in float32 without TF32."""
 
 
 # (precision, tolerance on rel. L2 of outputs and gradients)
@@ -71,3 +68,22 @@ def test_official_fixtures_with_fused_kernels(official_fixtures: Path, name: str
         out = model(io["x"], io["t"], io["y"])
     # fused kernels round differently from the float64 reference: float32 tolerance of the README
     assert rel_l2(out, io["output"]) < 1e-5 * 10
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_cuda_graph_forward_matches_eager(bf16: bool) -> None:
+    from dimsum_core import create_model
+    from dimsum_core.sampling.cuda_graph import CudaGraphForward
+
+    torch.manual_seed(0)
+    model = create_model("dimsum", input_size=16, hidden_size=64, depth=4, num_classes=10).cuda().eval()
+    graphed = CudaGraphForward(model)
+    for seed in (1, 2):  # the second call replays the captured graph on new data
+        g = torch.Generator(device="cuda").manual_seed(seed)
+        x = torch.randn(3, 4, 16, 16, device="cuda", generator=g)
+        t = torch.rand(3, device="cuda", generator=g)
+        y = torch.randint(0, 10, (3,), device="cuda", generator=g)
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            want, got = model(x, t, y), graphed(x, t, y)
+        torch.testing.assert_close(got, want, atol=1e-5 if not bf16 else 2e-2, rtol=1e-4 if not bf16 else 2e-2)
+    assert len(graphed._graphs) == 1

@@ -222,12 +222,10 @@ def test_cpu_use_never_imports_mamba_ssm():
 @pytest.mark.gpu
 @pytest.mark.parametrize("autocast", [False, True], ids=["float32", "bf16-autocast"])
 @pytest.mark.parametrize("conditioning", ["official", "conv-input"])
-def test_cuda_backend_matches_torch_backend(autocast, conditioning, monkeypatch):
+def test_cuda_backend_matches_torch_backend(autocast, conditioning, no_tf32):
     status = mamba_status()
     if not status.loads:
         pytest.skip(f"mamba-ssm kernels do not load: {status.detail}")
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     torch.manual_seed(0)
     fused = perturbed(Mamba(64, 128, backend="cuda", conditioning=conditioning), seed=2).cuda()
     plain = Mamba(64, 128, backend="torch", conditioning=conditioning).cuda()

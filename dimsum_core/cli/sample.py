@@ -59,6 +59,8 @@ def sampling_options(command: Callable) -> Callable:
         click.option("--precision", type=click.Choice(["fp32", "tf32", "bf16"]), default="tf32",
                      show_default=True, help="tf32: fp32 with TF32 matmuls on CUDA (official)"),
         click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True),
+        click.option("--cuda-graph", is_flag=True,
+                     help="replay the forward from CUDA graphs (GPU; much faster at small batch, same results)"),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -87,7 +89,7 @@ class SamplingRun:
 def start(checkpoint: Path, n: int, *, sampler: str, steps: int | None, sampler_opts: tuple[str, ...],
           cfg_scale: float, guide_channels: int | None, classes: tuple[int, ...], seed: int,
           batch_size: int, no_ema: bool, vae: str | None, precision: str, device: str,
-          ) -> tuple[DistInfo, SamplingRun, Any]:
+          cuda_graph: bool = False) -> tuple[DistInfo, SamplingRun, Any]:
     """Join torchrun's process group (if any), load, and return this rank's batch iterator."""
     if n < 1:
         raise DimsumError(f"--n must be positive, got {n}")
@@ -103,7 +105,8 @@ def start(checkpoint: Path, n: int, *, sampler: str, steps: int | None, sampler_
     run = SamplingRun(loaded, settings, cfg_scale, guide_channels, list(classes), seed, precision)
     batches = generate(loaded.model, built, rank_indices(n, info.rank, info.world_size), seed=seed,
                        batch_size=batch_size, cfg_scale=cfg_scale, guide_channels=guide_channels,
-                       classes=list(classes), decode=loaded.decode, precision=precision)
+                       classes=list(classes), decode=loaded.decode, precision=precision,
+                       cuda_graph=cuda_graph)
     return info, run, batches
 
 

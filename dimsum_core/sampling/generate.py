@@ -17,6 +17,7 @@ import torch
 from dimsum_core.errors import DimsumError
 from dimsum_core.interfaces.model import FlowModel
 from dimsum_core.interfaces.sampler import Sampler, VelocityFn
+from dimsum_core.sampling.cuda_graph import CudaGraphForward
 from dimsum_core.sampling.guidance import GuidedVelocity
 from dimsum_core.sampling.noise import initial_noise, sample_labels, solver_generators
 
@@ -133,8 +134,11 @@ def check_classes(model: FlowModel, classes: Sequence[int] | None) -> None:
 def generate(model: FlowModel, sampler: Sampler, indices: Sequence[int], *, seed: int = 0,
              batch_size: int = 64, cfg_scale: float = 1.0, guide_channels: int | None = None,
              classes: Sequence[int] | None = None, decode: Decoder | None = None,
-             precision: Precision = "fp32") -> Iterator[GeneratedBatch]:
+             precision: Precision = "fp32", cuda_graph: bool = False) -> Iterator[GeneratedBatch]:
     """Sample the given global indices in batches; yields uint8 images on the CPU.
+
+    ``cuda_graph`` replays the model's forward from CUDA graphs (one per batch shape): much faster at
+    small batch on a GPU, identical results.
 
     ``decode`` maps model outputs to [-1, 1] images (the VAE for latent models; None for pixels).
     Class labels are ``classes`` cycled over the indices, or uniform random per index.
@@ -145,13 +149,14 @@ def generate(model: FlowModel, sampler: Sampler, indices: Sequence[int], *, seed
     device = next(model.parameters()).device
     shape = (model.in_channels, model.input_size, model.input_size)
     indices = list(indices)
+    forward = CudaGraphForward(model) if cuda_graph else model
     with precision_scope(precision), torch.no_grad():
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]
             began = time.perf_counter()
             x0 = initial_noise(seed, chunk, shape).to(device)  # (N, C, H, W)
             labels = sample_labels(seed, chunk, model.num_classes, classes)
-            guided = GuidedVelocity(model, None if labels is None else labels.to(device),
+            guided = GuidedVelocity(forward, None if labels is None else labels.to(device),
                                     cfg_scale, guide_channels)
             result = sampler.sample(_in_precision(guided, precision, device), x0,
                                     solver_generators(seed, chunk))
