@@ -1,8 +1,14 @@
 """dimsum: DiMSUM-style image diffusion (hybrid Mamba/Transformer over the token grid and its
 wavelet subbands, trained with flow matching). Time convention: t = 0 noise, t = 1 data."""
 
-from dimsum_core.models import create_model, load_model
-from dimsum_core.plugin.manager import registry
+import os
+
+# Before torch loads: idle OpenMP threads sleep rather than spin. Spinning made CPU forward passes
+# up to 20× slower whenever processes share cores (torchrun on a CPU host, CI, a parallel job).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from dimsum_core.models import create_model, load_model  # noqa: E402
+from dimsum_core.plugin.manager import registry  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["create_model", "load_model", "registry"]
