@@ -1,0 +1,282 @@
+"""``docs/study.md`` and its plots, rendered from the study's results JSON alone.
+
+Verdicts compare arm means over seeds: a difference counts when it exceeds twice its standard error
+(with one seed there is no spread to compare with, and the verdict says so).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dimsum_core.errors import DimsumError
+from dimsum_core.study.arms import ARMS
+
+#: metric key -> (label, lower is better)
+METRICS = {
+    "val_loss": ("validation FM loss", True),
+    "fd": ("classifier-feature FD", True),
+    "accuracy": ("classifier accuracy on samples", False),
+}
+
+#: (claim, the DiMSUM arm, the arm it should beat)
+CLAIMS = [
+    ("DiMSUM converges faster than DiT", "dimsum", "dit"),
+    ("DiMSUM converges faster than a Mamba-only model (sweep-4)", "dimsum", "mamba-sweep4"),
+    ("the wavelet branch helps", "dimsum", "no-wavelet"),
+    ("cross-attention fusion beats concatenation", "dimsum", "concat-fusion"),
+    ("the shared transformer helps (vs none)", "dimsum", "no-transformer"),
+    ("one shared transformer beats independent ones", "dimsum", "independent-transformers"),
+    ("the official interleaved wavelet layout beats the pyramid layout", "dimsum", "pyramid-layout"),
+]
+
+
+@dataclass
+class Estimate:
+    mean: float
+    std: float
+    n: int
+
+    def text(self, digits: int = 4) -> str:
+        if math.isnan(self.mean):
+            return "—"
+        return f"{self.mean:.{digits}g}" + (f" ± {self.std:.2g}" if self.n > 1 else "")
+
+
+def _runs_of(results: dict[str, Any], arm: str) -> list[dict[str, Any]]:
+    return [r for r in results["runs"].values() if r["arm"] == arm and r.get("complete")]
+
+
+def final_estimate(results: dict[str, Any], arm: str, metric: str) -> Estimate:
+    values = [r["curve"][-1][metric] for r in _runs_of(results, arm)]
+    return _estimate(values)
+
+
+def _estimate(values: list[float]) -> Estimate:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return Estimate(math.nan, math.nan, 0)
+    return Estimate(float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, len(values))
+
+
+def at_seconds(run: dict[str, Any], metric: str, seconds: float) -> float:
+    """The metric of a run at ``seconds`` of training, linearly interpolated between evaluations
+    (NaN before the first evaluation)."""
+    xs = [p["train_seconds"] for p in run["curve"]]
+    ys = [p[metric] for p in run["curve"]]
+    if seconds < xs[0] or seconds > xs[-1] * (1 + 1e-9):
+        return math.nan
+    return float(np.interp(seconds, xs, ys))
+
+
+def equal_time(results: dict[str, Any], arms: list[str]) -> float:
+    """The training time every run of ``arms`` reached: the shortest total among them."""
+    totals = [r["curve"][-1]["train_seconds"] for a in arms for r in _runs_of(results, a)]
+    return min(totals) if totals else math.nan
+
+
+def compare(a: Estimate, b: Estimate, lower_is_better: bool) -> str:
+    """'better', 'worse', 'same' (within 2 standard errors) or '?' (missing); for ``a`` against ``b``."""
+    if a.n == 0 or b.n == 0:
+        return "?"
+    gain = (b.mean - a.mean) if lower_is_better else (a.mean - b.mean)
+    if a.n > 1 and b.n > 1:
+        noise = 2 * math.sqrt(a.std ** 2 / a.n + b.std ** 2 / b.n)
+        if abs(gain) <= noise:
+            return "same"
+    return "better" if gain > 0 else "worse" if gain < 0 else "same"
+
+
+def verdict(outcomes: list[str], seeds: int) -> str:
+    known = [o for o in outcomes if o != "?"]
+    if not known:
+        return "not run"
+    caveat = " (1 seed: no spread estimate)" if seeds < 2 else ""
+    if all(o == "better" for o in known):
+        return "held" + caveat
+    if all(o in ("worse", "same") for o in known) and "worse" in known:
+        return "did not hold (the other arm was better)" + caveat
+    if all(o == "same" for o in known):
+        return "no difference beyond seed spread" + caveat
+    return "mixed" + caveat
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """val loss / FD / accuracy against images seen and against training seconds (mean over seeds,
+    the band spans the seeds)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise DimsumError('the study plot needs matplotlib: pip install -e ".[plot]"') from None
+    arms = [a for a in ARMS if _runs_of(results, a)]
+    fig, axes = plt.subplots(len(METRICS), 2, figsize=(12, 3.6 * len(METRICS)), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for row, (metric, (label, lower)) in enumerate(METRICS.items()):
+        for col, x_key in enumerate(("images", "train_seconds")):
+            ax = axes[row][col]
+            for k, arm in enumerate(arms):
+                runs = _runs_of(results, arm)
+                n = min(len(r["curve"]) for r in runs)
+                xs = np.mean([[p[x_key] for p in r["curve"][:n]] for r in runs], axis=0)
+                ys = np.array([[p[metric] for p in r["curve"][:n]] for r in runs])
+                style = "-" if arm in ("dimsum", "dit", "mamba-sweep4") else "--"
+                ax.plot(xs, ys.mean(0), style, marker="o", ms=3, color=colours(k), label=arm,
+                        lw=2.2 if arm == "dimsum" else 1.4)
+                if len(runs) > 1:
+                    ax.fill_between(xs, ys.min(0), ys.max(0), color=colours(k), alpha=0.15)
+            ax.set_xlabel("images seen" if x_key == "images" else "training seconds (device)")
+            ax.set_ylabel(label + (" (lower is better)" if lower else " (higher is better)"))
+            if metric != "accuracy" and all(p[metric] > 0 for r in results["runs"].values() for p in r["curve"]):
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("dimsum convergence study: " + results["settings"]["title"])
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _settings_lines(s: dict[str, Any]) -> list[str]:
+    ev = s["eval"]
+    return [
+        f"- Data: `{json.dumps(s['data'])}` (train split, {s['train_items']:,} images; validation split {s['val_items']:,} "
+        f"images, a disjoint stream of the same generator), {s['resolution']}×{s['resolution']} RGB, "
+        f"{s['num_classes']} classes.",
+        f"- Budget: {s['images']:,} images per run, evaluated every {s['eval_every']:,} images; seeds "
+        f"{', '.join(str(x) for x in s['seeds'])}.",
+        f"- Optimiser (all arms): AdamW lr {s['lr']:g}, betas {s['betas']}, weight decay {s['weight_decay']:g}, "
+        f"batch {s['batch_size']}, gradient clip {s['grad_clip']}, EMA {s['ema_decay']}, label dropout "
+        f"{s['label_dropout']}, {s['precision']}{', torch.compile' if s.get('compile') else ''}; the metrics "
+        f"use the EMA weights.",
+        f"- Sampler (all arms): `{s['sampler']}`, guidance scale {s['cfg_scale']:g}; {ev['samples_per_class']} "
+        f"samples per class ({ev['samples_per_class'] * s['num_classes']:,} in all) from fixed noise (seed "
+        f"{ev['seed']}).",
+        f"- Validation loss: the first {ev['val_loss_images']:,} validation images, fixed noise, t on the "
+        f"{ev['t_grid']}-point midpoint grid (t = 0 noise, t = 1 data).",
+        f"- Device: {s['device']}; torch {s['torch']}; {s['date']}.",
+    ]
+
+
+def render(results: dict[str, Any], doc: Path) -> None:
+    """Write ``doc`` and, beside it in ``<doc stem>/``, the plot and the sample grids."""
+    s = results["settings"]
+    assets = doc.parent / doc.stem
+    assets.mkdir(parents=True, exist_ok=True)
+    plot(results, assets / "convergence.png")
+    arms = [a for a in ARMS if _runs_of(results, a)]
+    missing = [a for a in ARMS if a not in arms]
+    out: list[str] = []
+    add = out.append
+    add("# Convergence study: DiMSUM against DiT, Mamba and its own ablations\n")
+    if s.get("smoke"):
+        add("> **Tiny CPU smoke run** of the study pipeline, not the study result: the models, data and "
+            "budget are shrunk so the whole pipeline runs in seconds. Its numbers say nothing about the claims.\n")
+    add(f"Issue #9. {s['title']}. Generated by `benchmarks/study.py` from `{s['out']}/results.json`; "
+        f"every number below comes from that file.\n")
+    add("## Setting\n")
+    out.extend(_settings_lines(s))
+    clf = results["classifier"]
+    floor = results["data_floor"]
+    add(f"- Classifier (`recipes/study/classifier.yaml`, {clf['params'] / 1e3:.0f}k parameters, trained on the "
+        f"train split in {clf['train_seconds']:.1f} s): **{clf['val_accuracy']:.2%} accuracy on the "
+        f"{clf['val_items']:,} real validation images**. Real train images scored like samples (same count) give "
+        f"FD {floor['fd']:.4g} and accuracy {floor['accuracy']:.2%}: the floor a perfect model would reach.")
+    add("")
+    add("## Results\n")
+    add(f"Final evaluation ({s['images']:,} images), mean ± standard deviation over seeds. Lower is better for "
+        f"the loss and FD, higher for accuracy. img/s is training throughput on the device.\n")
+    add("| arm | what it is | params | GMACs/img | img/s | seeds | val loss | FD | accuracy |")
+    add("|---|---|---|---|---|---|---|---|---|")
+    for arm in arms:
+        runs = _runs_of(results, arm)
+        r0 = runs[0]
+        speed = np.mean([r["curve"][-1]["images"] / r["curve"][-1]["train_seconds"] for r in runs])
+        cells = [final_estimate(results, arm, m) for m in METRICS]
+        add(f"| `{arm}` | {ARMS[arm]} | {r0['params'] / 1e6:.1f}M | {r0['gmacs']:.2f} | {speed:,.0f} | "
+            f"{len(runs)} | {cells[0].text()} | {cells[1].text()} | "
+            f"{'—' if cells[2].n == 0 else f'{cells[2].mean:.1%}' + (f' ± {cells[2].std:.1%}' if cells[2].n > 1 else '')} |")
+    if missing:
+        add(f"\nNot run: {', '.join(f'`{a}`' for a in missing)}.")
+    add("\n![metrics against images seen and against training seconds](" + f"{doc.stem}/convergence.png)\n")
+    add("Left: against images seen; right: against device seconds of training (evaluation excluded). "
+        "Lines are means over seeds, bands span the seeds.\n")
+
+    add("## Claims at this scale\n")
+    add("Each claim compares `dimsum` with one other arm at the end of the budget (equal images) and, for "
+        "the FD, also at equal training time (the shorter of the two arms' runs, interpolated). A difference "
+        "counts when it exceeds twice its standard error over seeds.\n")
+    add("| claim | vs | val loss | FD | accuracy | FD at equal time | verdict |")
+    add("|---|---|---|---|---|---|---|")
+    seeds = len(s["seeds"])
+    for claim, a, b in CLAIMS:
+        if not (_runs_of(results, a) and _runs_of(results, b)):
+            add(f"| {claim} | `{b}` | | | | | not run |")
+            continue
+        outcomes = [compare(final_estimate(results, a, m), final_estimate(results, b, m), lower)
+                    for m, (_, lower) in METRICS.items()]
+        t = equal_time(results, [a, b])
+        fd_a = _estimate([at_seconds(r, "fd", t) for r in _runs_of(results, a)])
+        fd_b = _estimate([at_seconds(r, "fd", t) for r in _runs_of(results, b)])
+        timed = compare(fd_a, fd_b, True)
+        add(f"| {claim} | `{b}` | {outcomes[0]} | {outcomes[1]} | {outcomes[2]} | "
+            f"{timed} ({fd_a.text(3)} vs {fd_b.text(3)} at {t:.3g} s) | {verdict(outcomes, seeds)} |")
+    add("\n'better' means `dimsum` was better than the arm in that row; the verdict uses the three "
+        "equal-image columns (the claims are about convergence per training image, as the paper plots "
+        "them against epochs); the equal-time column shows whether that survives DiMSUM's cost per image ('?' where the slower arm "
+        "had no evaluation that early).\n")
+
+    add("## Samples\n")
+    add("Final EMA samples of seed " + str(s["seeds"][0]) + ", one column per class (" +
+        ", ".join(s["classes"]) + "), fixed noise shared by all arms.\n")
+    for arm in arms:
+        run = next(r for r in _runs_of(results, arm) if r["seed"] == s["seeds"][0]) if any(
+            r["seed"] == s["seeds"][0] for r in _runs_of(results, arm)) else _runs_of(results, arm)[0]
+        grid = Path(run["grid"])
+        if not grid.is_absolute():
+            grid = Path(results["_dir"]) / grid
+        if grid.is_file():
+            target = assets / "grids" / f"{arm}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(grid, target)
+            add(f"**{arm}**\n\n![{arm}]({doc.stem}/grids/{arm}.png)\n")
+
+    add("## Limits of this setting\n")
+    add(f"- Small scale: S-size models, {s['resolution']}×{s['resolution']} pixels, a procedural dataset, and a budget "
+        f"of {s['images']:,} images, far from the paper's 256-px latents and hundreds of epochs. Early "
+        "convergence can rank architectures differently from the end of long training.")
+    add("- One untuned optimiser setting for all arms (lr, batch, EMA above). Each architecture may prefer "
+        "another one; the paper's DiT baseline also used its own recipe.")
+    add("- Presets are compared as defined, not at matched parameters or FLOPs (see the params and GMACs "
+        "columns); the DiMSUM arms keep the official drop-path 0.1, DiT and Mamba have none.")
+    add("- The FD is measured in the feature space of a small classifier trained on the same data; it is "
+        "not an Inception FID and is only comparable within this study. It is biased by the sample count "
+        "(see the floor above). The accuracy metric cannot see texture or colour errors that keep the shape.")
+    add(f"- {seeds} seed(s) per arm; seeds change the initial weights, the data order and the training noise, "
+        "not the data or the evaluation noise.")
+    add("- Training seconds depend on the kernels used (Mamba backend, attention kernel, compile) and on this "
+        "device; the per-image comparison does not.")
+    add("- Inception FID is left out (it needs downloaded weights); with them, save a checkpoint with "
+        "`dimsum run recipes/study/<arm>.yaml` and score it with `dimsum eval` (see below).\n")
+
+    add("## Reproduce\n")
+    add("```bash")
+    add(s["command"])
+    add("# re-render this page from the results JSON only")
+    add(f"python benchmarks/study.py --out {s['out']} --render-only --doc {s['doc']}")
+    add("# one arm the ordinary way, then Inception FID (needs the torch-fidelity weights) or the study classifier")
+    add("dimsum run recipes/study/dimsum.yaml")
+    add(f"dimsum eval runs/study/train/dimsum/checkpoints/<step> --ref <folder of real images> --n 10000 "
+        f"--extractor study-classifier --extractor-opt path={s['out']}/classifier")
+    add("```")
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text("\n".join(out) + "\n")
