@@ -48,9 +48,18 @@ class PatchFlowModel(FlowModel):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
+    def zero_block_modulation(self) -> None:
+        """adaLN-Zero: zero the last adaLN Linear of every block in ``self.blocks``."""
+        for blk in self.blocks:
+            nn.init.zeros_(blk.adaLN_modulation[-1].weight)
+            nn.init.zeros_(blk.adaLN_modulation[-1].bias)
+
     def body(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """(N, T, D) tokens and (N, D) conditioning -> (N, T, D) for the final layer."""
-        raise NotImplementedError
+        """(N, T, D) tokens and (N, D) conditioning -> (N, T, D) for the final layer.
+        By default ``self.blocks`` (conditioned blocks) one after the other."""
+        for blk in self.blocks:
+            x = blk(x, c)
+        return x
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         n = x.shape[0]

@@ -15,45 +15,53 @@ def _check_steps(steps: int) -> None:
         raise DimsumError(f"steps must be a positive integer, got {steps}")
 
 
-class EulerSampler(Sampler):
-    """Explicit Euler, first order: ``steps`` model evaluations.
+class FixedStepSampler(Sampler):
+    """A one-step method on a uniform grid of ``steps`` intervals from t = 0 to t = 1.
 
-    NFE counts velocity calls; a guided pair counts once.
+    NFE counts velocity calls (``steps * evals_per_step``); a guided pair counts once.
     """
+
+    evals_per_step: int
+
+    def __init__(self, *, steps: int):
+        _check_steps(steps)
+        self.steps = steps
+
+    def step(self, velocity: VelocityFn, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sample(self, velocity: VelocityFn, x0: torch.Tensor,
+               generator: torch.Generator | Sequence[torch.Generator] | None = None) -> SampleResult:
+        ts = torch.linspace(0.0, 1.0, self.steps + 1, dtype=torch.float64).to(x0)
+        x = x0
+        with torch.no_grad():
+            for t, t_next in zip(ts[:-1], ts[1:], strict=True):
+                x = self.step(velocity, x, t, t_next)
+        return SampleResult(x, self.steps * self.evals_per_step)
+
+
+class EulerSampler(FixedStepSampler):
+    """Explicit Euler, first order: ``steps`` model evaluations."""
+
+    evals_per_step = 1
 
     def __init__(self, *, steps: int = 250):
-        _check_steps(steps)
-        self.steps = steps
+        super().__init__(steps=steps)
 
-    def sample(self, velocity: VelocityFn, x0: torch.Tensor,
-               generator: torch.Generator | Sequence[torch.Generator] | None = None) -> SampleResult:
-        ts = torch.linspace(0.0, 1.0, self.steps + 1, dtype=torch.float64)
-        x = x0
-        with torch.no_grad():
-            for t, t_next in zip(ts[:-1], ts[1:], strict=True):
-                h = float(t_next - t)
-                x = x + h * velocity(x, t.to(x0))
-        return SampleResult(x, self.steps)
+    def step(self, velocity: VelocityFn, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor) -> torch.Tensor:
+        return x + (t_next - t) * velocity(x, t)
 
 
-class HeunSampler(Sampler):
-    """Heun's method (explicit trapezoid), second order: ``2 * steps`` model evaluations.
+class HeunSampler(FixedStepSampler):
+    """Heun's method (explicit trapezoid), second order: ``2 * steps`` model evaluations."""
 
-    NFE counts velocity calls; a guided pair counts once.
-    """
+    evals_per_step = 2
 
     def __init__(self, *, steps: int = 125):
-        _check_steps(steps)
-        self.steps = steps
+        super().__init__(steps=steps)
 
-    def sample(self, velocity: VelocityFn, x0: torch.Tensor,
-               generator: torch.Generator | Sequence[torch.Generator] | None = None) -> SampleResult:
-        ts = torch.linspace(0.0, 1.0, self.steps + 1, dtype=torch.float64)
-        x = x0
-        with torch.no_grad():
-            for t, t_next in zip(ts[:-1], ts[1:], strict=True):
-                h = float(t_next - t)
-                v = velocity(x, t.to(x0))
-                v_next = velocity(x + h * v, t_next.to(x0))
-                x = x + 0.5 * h * (v + v_next)
-        return SampleResult(x, 2 * self.steps)
+    def step(self, velocity: VelocityFn, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor) -> torch.Tensor:
+        h = t_next - t
+        v = velocity(x, t)
+        v_next = velocity(x + h * v, t_next)
+        return x + 0.5 * h * (v + v_next)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from dimsum_core.nn.backbone import PatchFlowModel
@@ -30,11 +29,4 @@ class DiT(PatchFlowModel):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
         self.init_embeddings()
-        for blk in self.blocks:
-            nn.init.zeros_(blk.adaLN_modulation[-1].weight)
-            nn.init.zeros_(blk.adaLN_modulation[-1].bias)
-
-    def body(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        for blk in self.blocks:
-            x = blk(x, c)
-        return x
+        self.zero_block_modulation()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from dimsum_core.config.spec import MixerSpec, ScanSpec
@@ -25,11 +24,4 @@ class MambaOnly(PatchFlowModel):
             MambaBlock(hidden_size, hidden_size, i, self.grid, scan=scan, mixer=mixer, use_mlp=use_mlp,
                        mlp_ratio=mlp_ratio, gated_mlp=gated_mlp) for i in range(depth))
         self.init_embeddings()
-        for blk in self.blocks:  # adaLN-Zero: every block starts as the identity
-            nn.init.zeros_(blk.adaLN_modulation[-1].weight)
-            nn.init.zeros_(blk.adaLN_modulation[-1].bias)
-
-    def body(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        for blk in self.blocks:
-            x = blk(x, c)
-        return x
+        self.zero_block_modulation()  # every block starts as the identity
