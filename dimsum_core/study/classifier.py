@@ -40,7 +40,7 @@ class ClassifierConfig:
     width: int = 32
     #: length of the feature vector (the Fréchet distance's space)
     feature_dim: int = 128
-    epochs: int = 4
+    epochs: int = 8
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 0.05

@@ -1,0 +1,192 @@
+"""The convergence study (issue #9): the procedural-scenes data, the classifier, the metrics and a
+2-arm, few-step run of benchmarks/study.py end to end (tiny models, 16 px, CPU)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dimsum_core.config.build import build
+from dimsum_core.errors import CheckpointError, DataError, RecipeError
+from dimsum_core.study import driver
+from dimsum_core.study.arms import ARMS, load_arm, parse_arms, scoped_overrides
+from dimsum_core.study.classifier import (
+    ClassifierConfig,
+    SceneClassifier,
+    accuracy,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
+from dimsum_core.study.data import decode, load_split
+from dimsum_core.study.report import Estimate, at_seconds, compare, verdict
+from dimsum_core.study.runner import eval_steps
+from dimsum_plugins.datasets.scenes import SHAPE_NAMES, ProceduralScenes
+
+# every arm shrunk to a few-second CPU run: 16 px, width 64 (the wavelet branch needs 32 = 2 x 16), depth 2
+TINY = ["data.size=384", "data.resolution=16", "model.input_size=16", "model.hidden_size=64", "model.depth=2",
+        "dimsum:model.attn_every=1", "dit:model.num_heads=4", "train.global_batch_size=32",
+        "log.sampler={name: euler, steps: 3}"]
+TINY_CLASSIFIER = ["epochs=1", "width=8", "feature_dim=16"]
+TINY_EVAL = ["--val-size", "120", "--val-loss-images", "48", "--t-grid", "3", "--samples-per-class", "3",
+             "--eval-batch", "64"]
+
+
+def _study_args(out, doc, *extra: str) -> list[str]:
+    args = ["--arms", "dimsum,dit", "--images", "128", "--seeds", "1", "--eval-every", "64",
+            "--out", str(out), "--doc", str(doc), *TINY_EVAL, *extra]
+    for item in TINY:
+        args += ["--set", item]
+    for item in TINY_CLASSIFIER:
+        args += ["--classifier-set", item]
+    return args
+
+
+# -- data -----------------------------------------------------------------------------------------
+def test_scenes_are_deterministic_per_seed_split_and_index():
+    a = ProceduralScenes(resolution=16, size=50)
+    x, y = a.render(np.arange(20))
+    assert x.shape == (20, 3, 16, 16) and x.dtype == np.float32
+    assert -1.0 <= x.min() and x.max() <= 1.0
+    again, labels_again = ProceduralScenes(resolution=16, size=50).render([7, 3])
+    np.testing.assert_array_equal(again, x[[7, 3]])  # an item does not depend on its batch
+    np.testing.assert_array_equal(labels_again, y[[7, 3]])
+    item, label = a[7]
+    assert torch.equal(item, torch.from_numpy(x[7])) and label == y[7]
+    val, _ = ProceduralScenes(resolution=16, size=50, split="val").render(np.arange(20))
+    other_seed, _ = ProceduralScenes(resolution=16, size=50, seed=1).render(np.arange(20))
+    # disjoint streams: no validation item equals a train item
+    assert min(np.abs(v - x).max(axis=(1, 2, 3)).min() for v in val) > 0.05
+    assert np.abs(other_seed - x).mean() > 0.1
+
+
+def test_scenes_labels_cover_the_classes_and_the_registry_builds_them():
+    data = build("dataset", {"name": "procedural-scenes", "resolution": 8, "num_classes": 10, "size": 2000})
+    _, labels = data.render(np.arange(2000))
+    counts = np.bincount(labels, minlength=10)
+    assert len(counts) == 10 and counts.min() > 140  # about 200 each
+    assert data.classes == SHAPE_NAMES and data.channels == 3 and not data.is_latent
+    _, few = ProceduralScenes(resolution=8, num_classes=3, size=100).render(np.arange(100))
+    assert set(few.tolist()) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("kwargs", [{"num_classes": 11}, {"num_classes": 0}, {"resolution": 4}, {"size": 0},
+                                    {"split": "test"}])
+def test_scenes_refuse_bad_arguments(kwargs):
+    with pytest.raises(DataError):
+        ProceduralScenes(**kwargs)
+
+
+def test_split_cache_round_trips(tmp_path):
+    node = {"name": "procedural-scenes", "resolution": 8, "size": 40, "split": "val", "seed": 0}
+    first = load_split(node, tmp_path)
+    assert first.images.dtype == torch.uint8 and first.images.shape == (40, 3, 8, 8)
+    assert len(list(tmp_path.glob("val-*.npz"))) == 1
+    cached = load_split(node, tmp_path)
+    assert torch.equal(first.images, cached.images) and torch.equal(first.labels, cached.labels)
+    x, _ = ProceduralScenes(resolution=8, size=40, split="val").render(np.arange(40))
+    assert (decode(first.images) - torch.from_numpy(x)).abs().max() <= 1 / 127.5 + 1e-6
+
+
+# -- classifier -----------------------------------------------------------------------------------
+def test_classifier_trains_and_round_trips_as_a_feature_plugin(tmp_path):
+    node = {"name": "procedural-scenes", "resolution": 16, "num_classes": 2, "size": 128, "seed": 0}
+    train = load_split({**node, "split": "train"})
+    val = load_split({**node, "split": "val", "size": 64})
+    cfg = ClassifierConfig(width=8, feature_dim=16, epochs=1, batch_size=32)
+    torch.manual_seed(0)
+    untrained = SceneClassifier(2, 8, 16)
+    model, report = train_classifier(cfg, train, val, 2, torch.device("cpu"), log=lambda _: None)
+    assert report.val_accuracy == accuracy(model, val) and report.train_items == 128 and report.val_items == 64
+    # the training moved the weights away from the seeded initialisation
+    assert not torch.equal(untrained.head.weight, model.head.weight)
+    save_classifier(tmp_path / "clf", model, report)
+    loaded, loaded_report = load_classifier(tmp_path / "clf")
+    assert loaded_report == report
+    extractor = build("feature", {"name": "study-classifier", "path": str(tmp_path / "clf")})
+    features, logits = extractor.features_and_logits(val.images[:10])
+    assert features.shape == (10, 16) and extractor.dim == 16 and logits.shape == (10, 2)
+    torch.testing.assert_close(features, model.features(decode(val.images[:10])))
+    with pytest.raises(CheckpointError):
+        load_classifier(tmp_path / "missing")
+
+
+@pytest.mark.gpu
+def test_classifier_recipe_recognises_real_validation_scenes():
+    """The shipped classifier recipe on the full 32 px train split: the accuracy the study reports."""
+    node = {"name": "procedural-scenes", "resolution": 32, "num_classes": 10, "size": 50000, "seed": 0}
+    train = load_split({**node, "split": "train"}, workers=16)
+    val = load_split({**node, "split": "val", "size": 5000}, workers=16)
+    cfg = driver._classifier_config([])
+    _, report = train_classifier(cfg, train, val, 10, torch.device("cuda"), log=lambda _: None)
+    assert report.val_accuracy > 0.8, report
+
+
+# -- arms, schedule, verdicts ---------------------------------------------------------------------
+def test_every_arm_recipe_validates_and_differs_from_dimsum_only_in_the_model():
+    arms = [load_arm(name) for name in ARMS]
+    base = arms[0]
+    for arm in arms:
+        assert arm.data == base.data and arm.train == base.train and arm.log == base.log
+    models = {arm.name: arm.model for arm in arms}
+    assert models["mamba-sweep4"] == {**models["mamba-sweep4"], "name": "mamba-S/2", "scan": "sweep4"}
+    assert models["no-wavelet"]["branches"] == "spatial" and models["pyramid-layout"]["wavelet_layout"] == "pyramid"
+    assert parse_arms("all") == list(ARMS)
+    with pytest.raises(RecipeError):
+        parse_arms("dimsum,dimsum-XL")
+    assert scoped_overrides(["a=1", "dit:b=2", "dimsum:c=3"], "dit") == ["a=1", "b=2"]
+
+
+def test_eval_steps_and_verdicts():
+    assert eval_steps(10, 32, 64) == [2, 4, 6, 8, 10]
+    assert eval_steps(5, 32, 100) == [4, 5]
+    lower = True
+    assert compare(Estimate(1.0, 0.1, 2), Estimate(2.0, 0.1, 2), lower) == "better"
+    assert compare(Estimate(1.0, 0.5, 2), Estimate(1.2, 0.5, 2), lower) == "same"
+    assert compare(Estimate(0.9, 0.0, 1), Estimate(0.8, 0.0, 1), not lower) == "better"
+    assert verdict(["better", "better", "better"], 2) == "held"
+    assert verdict(["worse", "same", "worse"], 2).startswith("did not hold")
+    assert verdict(["better", "worse", "same"], 1) == "mixed (1 seed: no spread estimate)"
+    run = {"curve": [{"train_seconds": 2.0, "fd": 10.0}, {"train_seconds": 4.0, "fd": 6.0}]}
+    assert at_seconds(run, "fd", 3.0) == 8.0 and math.isnan(at_seconds(run, "fd", 1.0))
+
+
+# -- the whole study, two arms, few steps ---------------------------------------------------------
+def test_two_arm_study_end_to_end(tmp_path, capsys):
+    out, doc = tmp_path / "out", tmp_path / "docs" / "study.md"
+    assert driver.main(_study_args(out, doc)) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["runs"]) == {"dimsum/0", "dit/0"}
+    for run in results["runs"].values():
+        assert run["complete"] and run["steps"] == 4 and run["params"] > 0
+        assert [p["images"] for p in run["curve"]] == [64, 128]
+        point = run["curve"][-1]
+        assert 0.0 <= point["accuracy"] <= 1.0 and point["fd"] > 0 and point["val_loss"] > 0
+        assert len(point["val_loss_t"]) == 3 and point["train_seconds"] > 0
+        assert (out / run["grid"]).is_file()
+    assert 0.0 <= results["classifier"]["val_accuracy"] <= 1.0 and results["data_floor"]["samples"] == 30
+    text = doc.read_text()
+    assert "Tiny CPU smoke run" in text and "| `dimsum` |" in text and "| `dit` |" in text
+    assert "DiMSUM converges faster than DiT" in text and "not run" in text  # the other claims
+    assert (doc.parent / "study" / "convergence.png").is_file() and (doc.parent / "study" / "grids" / "dit.png").is_file()
+    assert (out / "val_images.npz").is_file()
+
+    # rerunning skips finished runs and keeps their numbers
+    capsys.readouterr()
+    assert driver.main(_study_args(out, doc)) == 0
+    assert "dimsum/0: done already, skipped" in capsys.readouterr().out
+    assert json.loads((out / "results.json").read_text())["runs"] == results["runs"]
+
+    # --render-only rebuilds the same page from the JSON alone
+    doc.unlink()
+    assert driver.main(["--out", str(out), "--doc", str(doc), "--render-only"]) == 0
+    assert doc.read_text() == text
+
+    # other settings in the same folder are refused with a one-line error
+    capsys.readouterr()
+    assert driver.main(_study_args(out, doc, "--t-grid", "4")) == 2
+    assert "holds a study with other settings (eval differ)" in capsys.readouterr().err
