@@ -12,6 +12,7 @@ import argparse
 import datetime
 import hashlib
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -140,8 +141,10 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     val_node = split_node_for(base.data, "val", args.val_size)
     say = print
     out.mkdir(parents=True, exist_ok=True)
-    train = load_split(train_node, out / "data")
-    val = load_split(val_node, out / "data")
+    workers = min(16, os.cpu_count() or 1)
+    say(f"rendering (or loading) the train and val splits in {out / 'data'}")
+    train = load_split(train_node, out / "data", workers)
+    val = load_split(val_node, out / "data", workers)
     num_classes = int(train.labels.max()) + 1
     from dimsum_plugins.datasets.scenes import SHAPE_NAMES
 
@@ -190,7 +193,13 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         say(f"training the study classifier on {len(train):,} images ({device})")
         classifier, report = train_classifier(classifier_cfg, train, val, num_classes, device, log=say)
         save_classifier(clf_dir, classifier, report)
-    results["classifier"] = report.__dict__
+    weights_hash = hashlib.sha256((clf_dir / "classifier.safetensors").read_bytes()).hexdigest()[:16]
+    scored_with = results.get("classifier", {}).get("sha256")
+    if results["runs"] and scored_with not in (None, weights_hash):
+        raise DimsumError(f"{results_path}: its runs were scored with classifier {scored_with}, but {clf_dir} holds "
+                          f"{weights_hash}; restore that classifier folder (FDs from two classifiers do not compare) "
+                          f"or use another --out")
+    results["classifier"] = {**report.__dict__, "sha256": weights_hash}
     say(f"classifier: {report.val_accuracy:.2%} accuracy on {report.val_items:,} validation images")
     np.savez(out / "val_images.npz", arr_0=val.images.permute(0, 2, 3, 1).numpy())  # for `dimsum eval --ref`
 
@@ -222,10 +231,14 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                     f"train loss {point['train_loss']:.4f}  val loss {point['val_loss']:.4f}  "
                     f"FD {point['fd']:8.3f}  acc {point['accuracy']:6.1%}  (eval {point['eval_seconds']:.1f} s)")
 
+            say(f"{key}: training {args.images:,} images in batches of {arm.train.global_batch_size} on {device}")
             train_arm(arm, seed, args.images, args.eval_every, train, evaluator, device, on_eval)
             results["runs"][key]["complete"] = True
             _write_json(results_path, results)
-            render(results, args.doc)
+            try:
+                render(results, args.doc)
+            except DimsumError as exc:  # e.g. no matplotlib here: the results are safe, render elsewhere
+                say(f"warning: could not render {args.doc} ({exc}); later: benchmarks/study.py --render-only")
     render(results, args.doc)
     say(f"wrote {results_path} and {args.doc}")
     return results
