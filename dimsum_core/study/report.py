@@ -273,10 +273,11 @@ def render(results: dict[str, Any], doc: Path) -> None:
     add(s["command"])
     add("# re-render this page from the results JSON only")
     add(f"python benchmarks/study.py --out {s['out']} --render-only --doc {s['doc']}")
-    add("# one arm the ordinary way, then Inception FID (needs the torch-fidelity weights) or the study classifier")
+    add("# one arm the ordinary way (checkpoints), then score it against the validation split: with the study")
+    add("# classifier, or with Inception (FID; needs the torch-fidelity weights, drop the --extractor options)")
     add("dimsum run recipes/study/dimsum.yaml")
-    add(f"dimsum eval runs/study/train/dimsum/checkpoints/<step> --ref <folder of real images> --n 10000 "
-        f"--extractor study-classifier --extractor-opt path={s['out']}/classifier")
+    add(f"dimsum eval runs/study/train/dimsum/checkpoints/<step> --ref {s['out']}/val_images.npz --n 5000 "
+        f"--metrics fid,kid --extractor study-classifier --extractor-opt path={s['out']}/classifier")
     add("```")
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text("\n".join(out) + "\n")
