@@ -171,3 +171,15 @@ def test_slot_seeds_depend_on_seed_slot_and_step():
     seen = {slot_seeds(s, v, 4, k) for s in range(2) for v in range(4) for k in range(3)}
     assert len(seen) == 24
     assert slot_seeds(5, 1, 2, 7) == slot_seeds(5, 1, 2, 7)
+
+
+@pytest.mark.parametrize("name", ["quickstart", "dimsum_L2_imagenet", "dit_L2_imagenet", "dimsum_L2_celebahq256",
+                                  "dimsum_L2_celebahq512", "dimsum_L2_church256"])
+def test_bundled_training_recipes_validate_and_start_with_the_launch_command(name):
+    from dimsum_core.config import load_recipe, validate_recipe
+
+    recipe = load_recipe(name)
+    assert validate_recipe(recipe) == []
+    first = Path(recipe.path).read_text().splitlines()[0]
+    assert first.startswith("# dimsum run") or first.startswith("# torchrun")
+    assert name in first
