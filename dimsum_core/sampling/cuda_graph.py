@@ -56,6 +56,10 @@ class CudaGraphForward:
                 self.model(sx, st, sy)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # autocast's weight-cast cache lives outside the graph and is freed when the caller's autocast
+        # region ends, so the casts must be recorded inside the graph instead
+        autocast = torch.is_autocast_enabled("cuda")
+        with torch.cuda.graph(graph), torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"),
+                                                     enabled=autocast, cache_enabled=False):
             out = self.model(sx, st, sy)
         return _Graph(graph, sx, st, sy, out)
