@@ -47,6 +47,7 @@ def _register_commands() -> None:
         bench,
         convert_official,
         doctor,
+        export_data,
         info,
         list_plugins,
         prepare_latents,
@@ -59,7 +60,7 @@ def _register_commands() -> None:
     for command in (run.run, run.validate, list_plugins.list_plugins, doctor.doctor, info.info,
                     show_scan.show_scan, convert_official.convert_official,
                     prepare_latents.prepare_latents_command, sample_cli.sample, eval_cli.eval_command,
-                    bench.bench):
+                    export_data.export_data, bench.bench):
         cli.add_command(command)
 
 
