@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from dimsum_plugins.wavelets import HaarPacket, PyWaveletsPacket
 
 from dimsum_core import create_model
 from dimsum_core.config import build
 from dimsum_core.nn.wavelet_tokens import tokens_to_wavelet, wavelet_to_tokens
+from dimsum_plugins.wavelets import HaarPacket, PyWaveletsPacket
 
 TINY = dict(input_size=16, hidden_size=64, depth=4, mixer={"name": "mamba", "backend": "torch"})
 
