@@ -63,10 +63,15 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) 
     return grid
 
 
+def grid_picture(images: torch.Tensor, nrow: int | None = None) -> Image.Image:
+    """(N, C, H, W) uint8 -> a PIL image of the grid."""
+    return Image.fromarray(_hwc(image_grid(images.cpu(), nrow)))
+
+
 def write_grid(path: Path, images: torch.Tensor, nrow: int | None = None) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    Image.fromarray(_hwc(image_grid(images, nrow))).save(tmp)
+    grid_picture(images, nrow).save(tmp)
     os.replace(tmp, path)
 
 

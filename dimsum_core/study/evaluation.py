@@ -24,9 +24,9 @@ from dimsum_core.interfaces.model import FlowModel
 from dimsum_core.interfaces.objective import Objective
 from dimsum_core.metrics.frechet import FeatureStats, feature_stats, fid_from_stats
 from dimsum_core.sampling.generate import Precision, generate
+from dimsum_core.sampling.outputs import grid_picture
 from dimsum_core.study.classifier import SceneClassifier
 from dimsum_core.study.data import Split, decode
-from dimsum_core.train.preview import image_grid
 
 
 @dataclass(frozen=True)
@@ -118,5 +118,5 @@ class StudyEvaluator:
         result: dict[str, Any] = {"val_loss": loss, "val_loss_t": per_t, **self.sample_metrics(images, labels)}
         result["eval_seconds"] = time.perf_counter() - began
         rows = min(self.settings.grid_rows, self.settings.samples_per_class)
-        grid = image_grid(decode(images[:rows * self.num_classes]), self.num_classes)
+        grid = grid_picture(images[:rows * self.num_classes], self.num_classes)
         return result, grid

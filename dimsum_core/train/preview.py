@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from dimsum_core.config.build import build
 from dimsum_core.interfaces.model import FlowModel
+from dimsum_core.sampling.generate import to_uint8
 from dimsum_core.sampling.guidance import GuidedVelocity
-
-
-def image_grid(images: torch.Tensor, columns: int | None = None, pad: int = 2) -> Image.Image:
-    """(N, 3, H, W) in [-1, 1] -> one RGB image, ``columns`` per row (default: a near-square grid)."""
-    n, _, h, w = images.shape
-    columns = columns or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
-    pixels = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    grid = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, 3), 255, dtype=np.uint8)
-    for i in range(n):
-        r, c = divmod(i, columns)
-        top, left = pad + r * (h + pad), pad + c * (w + pad)
-        grid[top:top + h, left:left + w] = pixels[i]
-    return Image.fromarray(grid)
+from dimsum_core.sampling.outputs import grid_picture
 
 
 class SampleGrid:
@@ -53,5 +38,5 @@ class SampleGrid:
             x = self.decode(x)
         path.parent.mkdir(parents=True, exist_ok=True)
         columns = model.num_classes if 1 < model.num_classes <= 16 else None
-        image_grid(x, columns).save(path)
+        grid_picture(to_uint8(x), columns).save(path)
         return path
