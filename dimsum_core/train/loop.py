@@ -197,7 +197,10 @@ class Trainer:
     def run(self) -> TrainResult:
         info = dist_utils.init_distributed(self.cfg.device)
         try:
-            return self._run(info)
+            result = self._run(info)
+            # no rank may tear the group down while another is still in a collective (gloo aborts then)
+            dist_utils.barrier(info)
+            return result
         finally:
             dist_utils.shutdown(info)
 
