@@ -44,6 +44,13 @@ SHAPES = {
 SHAPE_NAMES = list(SHAPES)
 
 
+def pixel_grid(resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """(y, x) coordinates of the pixel centres in [-1, 1], each (resolution, resolution)."""
+    coords = (np.arange(resolution, dtype=np.float32) + 0.5) / resolution * 2 - 1
+    gy, gx = np.meshgrid(coords, coords, indexing="ij")
+    return gy, gx
+
+
 class ProceduralShapes(ImageDataset):
     """Procedural shapes (circle, square, triangle, plus, ...), one class per shape, any resolution.
 
@@ -67,9 +74,7 @@ class ProceduralShapes(ImageDataset):
         self.classes = SHAPE_NAMES[:num_classes]
         self.size = size
         self.seed = seed
-        # pixel centres in [-1, 1]
-        coords = (np.arange(resolution, dtype=np.float32) + 0.5) / resolution * 2 - 1
-        self._gy, self._gx = np.meshgrid(coords, coords, indexing="ij")
+        self._gy, self._gx = pixel_grid(resolution)
 
     def __len__(self) -> int:
         return self.size

@@ -22,6 +22,7 @@ import torch
 from dimsum_core.errors import DataError
 from dimsum_core.interfaces.dataset import ImageDataset
 from dimsum_plugins.datasets.procedural import SHAPES as BASIC_SHAPES
+from dimsum_plugins.datasets.procedural import pixel_grid
 
 Split = Literal["train", "val"]
 SPLIT_STREAMS = {"train": 0, "val": 1}
@@ -122,8 +123,7 @@ class ProceduralScenes(ImageDataset):
         self.resolution, self.num_classes, self.size = resolution, num_classes, size
         self.split, self.seed = split, seed
         self.classes = SHAPE_NAMES[:num_classes]
-        coords = (np.arange(resolution, dtype=np.float32) + 0.5) / resolution * 2 - 1  # pixel centres in [-1, 1]
-        self._gy, self._gx = np.meshgrid(coords, coords, indexing="ij")
+        self._gy, self._gx = pixel_grid(resolution)
 
     def __len__(self) -> int:
         return self.size
