@@ -176,6 +176,7 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                             and k not in ("seeds", "arms", "command", "date", "title", "fingerprint", "doc"))
             raise DimsumError(f"{results_path} holds a study with other settings ({', '.join(differ) or 'settings'} "
                               f"differ); rerun with the same settings, or use another --out")
+        settings["date"] = old["date"]  # the study's start; a continued run does not move it
         settings["seeds"] = sorted(set(old["seeds"]) | set(seeds))
         settings["arms"] = [a for a in dict.fromkeys([*old["arms"], *names])]
         results["settings"] = settings
