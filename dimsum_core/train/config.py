@@ -1,7 +1,7 @@
 """The option groups of the ``train`` job (recipe keys ``train:``, ``checkpoint:``, ``log:``).
 
 Defaults are the official DiMSUM settings (spec §4): AdamW lr 1e-4, no weight decay, betas
-(0.9, 0.999), constant LR, gradient clipping 2.0, EMA 0.9999, fp32 with TF32 matmuls.
+(0.9, 0.999), constant LR (``lr_schedule``), gradient clipping 2.0, EMA 0.9999, fp32 with TF32 matmuls.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar
 
 from dimsum_core.config.spec import Spec
 from dimsum_core.errors import RecipeError
+from dimsum_core.train.schedule import LrSchedule
 
 Precision = Literal["fp32", "tf32", "bf16"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -25,6 +26,11 @@ class TrainConfig:
     #: summed over ranks and accumulation micro-batches
     global_batch_size: int = 256
     lr: float = 1e-4
+    #: constant (official), or cosine / linear decay to lr * min_lr_ratio by the last step
+    lr_schedule: LrSchedule = "constant"
+    #: linear warm-up from ~0 to lr over the first steps (any schedule)
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     #: max gradient norm; null disables clipping (the norm is still logged)

@@ -34,6 +34,7 @@ from dimsum_core.train.config import CheckpointConfig, LogConfig, TrainConfig
 from dimsum_core.train.ema import create_ema, update_ema
 from dimsum_core.train.metrics import MetricsLog
 from dimsum_core.train.preview import SampleGrid
+from dimsum_core.train.schedule import lr_at
 
 STATE_FORMAT = 1
 
@@ -113,6 +114,10 @@ class Trainer:
             problems.append(f"train.label_dropout={c.label_dropout}: use a probability in [0, 1)")
         if not 0.0 <= c.ema_decay <= 1.0:
             problems.append(f"train.ema_decay={c.ema_decay}: use a value in [0, 1]")
+        if c.warmup_steps < 0:
+            problems.append(f"train.warmup_steps={c.warmup_steps}: use 0 (no warm-up) or more")
+        if not 0.0 <= c.min_lr_ratio <= 1.0:
+            problems.append(f"train.min_lr_ratio={c.min_lr_ratio}: use a fraction of train.lr in [0, 1]")
         if len(c.betas) != 2:
             problems.append(f"train.betas={list(c.betas)}: give two numbers, e.g. [0.9, 0.999]")
         if self.ckpt_cfg.every < 1:
@@ -290,6 +295,10 @@ class Trainer:
                 model.train()
                 while step < cfg.steps:
                     started = time.perf_counter()
+                    lr = lr_at(step, lr=cfg.lr, total_steps=cfg.steps, schedule=cfg.lr_schedule,
+                               warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
                     loss, grad_norm = self._train_step(net, model, objective, optimizer, batches, generator,
                                                        autocast, info, step, slots)
                     if not (math.isfinite(loss) and math.isfinite(grad_norm)):
@@ -311,7 +320,7 @@ class Trainer:
                         last_loss = interval_loss / interval_steps
                         progress.update(task, speed=f"{speed:.1f}")
                         if metrics is not None:
-                            metrics.write(step, {"loss": last_loss, "grad_norm": grad_norm, "lr": cfg.lr,
+                            metrics.write(step, {"loss": last_loss, "grad_norm": grad_norm, "lr": lr,
                                                  "img_per_s": speed, "epoch": sampler.epoch_of(step - 1)})
                         interval_loss, interval_steps, interval_time = 0.0, 0, 0.0
                     if step % self.ckpt_cfg.every == 0 or step == cfg.steps:
