@@ -28,9 +28,8 @@ _fallback_warned = False
 
 @dataclass(frozen=True)
 class CudaKernels:
-    """mamba-ssm's entry points; ``mamba_inner_fn`` is usable only with causal-conv1d present."""
+    """mamba-ssm's fused entry point, usable only with causal-conv1d present."""
 
-    selective_scan_fn: Callable[..., torch.Tensor]
     mamba_inner_fn: Callable[..., torch.Tensor]
     has_causal_conv1d: bool
 
@@ -81,6 +80,6 @@ def _warn_fallback_once(reason: str) -> None:
 @functools.cache
 def cuda_kernels() -> CudaKernels:
     """Imports mamba-ssm (call only after :func:`resolve_backend` returned ``"cuda"``)."""
-    from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn, selective_scan_fn
+    from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn
 
-    return CudaKernels(selective_scan_fn, mamba_inner_fn, causal_conv1d_status().loads)
+    return CudaKernels(mamba_inner_fn, causal_conv1d_status().loads)

@@ -21,9 +21,19 @@ from dimsum_core.interfaces.mixer import SequenceMixer
 from dimsum_core.ops.backend import Backend, cuda_kernels, require_cuda_kernels, resolve_backend
 from dimsum_core.ops.causal_conv1d import causal_conv1d
 from dimsum_core.ops.selective_scan import selective_scan
+from dimsum_core.ops.selective_scan_op import selective_scan_op
 from dimsum_core.plugin import hookimpl
 
 Conditioning = Literal["official", "none", "conv-input"]
+
+
+@torch.compiler.assume_constant_result
+def _kernel_path(backend: str, device_type: str) -> Literal["fused", "scan-kernel", "torch"]:
+    """Which implementation runs: mamba-ssm's fused ``mamba_inner_fn`` (needs causal-conv1d), its scan
+    kernel alone, or the pure-PyTorch scan. Decided outside the traced graph under torch.compile."""
+    if resolve_backend(backend, torch.device(device_type)) == "torch":
+        return "torch"
+    return "fused" if cuda_kernels().has_causal_conv1d else "scan-kernel"
 
 
 def _at_least_float32(t: Tensor) -> Tensor:
@@ -118,15 +128,15 @@ class Mamba(SequenceMixer):
             raise ValueError("Mamba(conditioning='conv-input') needs the conditioning vector c")
         cond = self.cond_proj(c) if self.conditioning == "conv-input" else None  # (N, d_inner)
         A = -torch.exp(_at_least_float32(self.A_log))  # (d_inner, d_state)
-        if resolve_backend(self.backend, x.device) == "cuda":
-            kernels = cuda_kernels()
-            if kernels.has_causal_conv1d:
-                return self._fused_cuda(x, cond, A, kernels.mamba_inner_fn)
-            return self._unfused(x, cond, A, kernels.selective_scan_fn)
+        path = _kernel_path(self.backend, x.device.type)
+        if path == "fused" and not torch.compiler.is_compiling():
+            return self._fused_cuda(x, cond, A, cuda_kernels().mamba_inner_fn)
+        if path != "torch":  # mamba-ssm's scan kernel as custom ops: torch.compile traces through them
+            return self._unfused(x, cond, A, selective_scan_op)
         return self._unfused(x, cond, A, selective_scan)
 
     def _unfused(self, x: Tensor, cond: Tensor | None, A: Tensor, scan: Callable[..., Tensor]) -> Tensor:
-        """Step by step, channels-last; ``scan`` is mamba-ssm's ``selective_scan_fn`` or ours."""
+        """Step by step, channels-last; ``scan`` is mamba-ssm's kernel (as custom ops) or ours."""
         u, z = self.in_proj(x).chunk(2, dim=-1)  # (N, L, d_inner) each
         if cond is not None:
             u = u + cond.to(u.dtype)[:, None, :]
