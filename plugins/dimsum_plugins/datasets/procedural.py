@@ -55,13 +55,16 @@ class ProceduralShapes(ImageDataset):
     """Procedural shapes (circle, square, triangle, plus, ...), one class per shape, any resolution.
 
     Random colours (foreground contrasting with background), position and size. ``num_classes`` k
-    uses the first k shapes; 0 draws all shapes unlabeled (labels 0).
+    uses the first k shapes; 0 draws all shapes unlabeled (labels 0). The size (circumradius) is drawn
+    uniformly from [``min_radius``, ``max_radius``], in units of half the image side; larger shapes
+    read better at small resolutions.
     """
 
     channels = 3
     is_latent = False
 
-    def __init__(self, resolution: int = 32, num_classes: int = 4, size: int = 10000, seed: int = 0):
+    def __init__(self, resolution: int = 32, num_classes: int = 4, size: int = 10000, seed: int = 0,
+                 min_radius: float = 0.4, max_radius: float = 0.8):
         if not 0 <= num_classes <= len(SHAPES):
             raise DataError(f"procedural: num_classes={num_classes}; there are {len(SHAPES)} shapes "
                             f"({', '.join(SHAPE_NAMES)}), so use 0..{len(SHAPES)}")
@@ -69,11 +72,15 @@ class ProceduralShapes(ImageDataset):
             raise DataError(f"procedural: resolution={resolution} is too small to draw shapes; use >= 4")
         if size < 1:
             raise DataError(f"procedural: size={size}; it is the number of items, use >= 1")
+        if not 0 < min_radius <= max_radius <= 1:
+            raise DataError(f"procedural: min_radius={min_radius}, max_radius={max_radius}; the shape must fit "
+                            f"the image, so use 0 < min_radius <= max_radius <= 1")
         self.resolution = resolution
         self.num_classes = num_classes
         self.classes = SHAPE_NAMES[:num_classes]
         self.size = size
         self.seed = seed
+        self.min_radius, self.max_radius = min_radius, max_radius
         self._gy, self._gx = pixel_grid(resolution)
 
     def __len__(self) -> int:
@@ -84,7 +91,7 @@ class ProceduralShapes(ImageDataset):
             raise IndexError(f"procedural: index {index} out of range for size {self.size}")
         rng = np.random.default_rng([self.seed, index])
         shape = int(rng.integers(self.num_classes or len(SHAPES)))
-        radius = rng.uniform(0.4, 0.8)
+        radius = rng.uniform(self.min_radius, self.max_radius)
         cx, cy = rng.uniform(-1 + radius, 1 - radius, size=2)
         dark, light = rng.uniform(0.0, 0.35, size=3), rng.uniform(0.6, 1.0, size=3)
         background, foreground = (dark, light) if rng.random() < 0.5 else (light, dark)
