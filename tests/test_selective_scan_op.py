@@ -133,3 +133,14 @@ def test_compiled_dimsum_has_no_graph_break_and_matches_eager(no_tf32: None):
     assert rel(out, ref) < 1e-4
     for g, r in zip(grads, ref_grads, strict=True):
         assert rel(g, r) < 1e-3
+
+
+def test_dimsum_traces_into_one_graph():
+    """torch.compile sees the whole model: no graph break (the CPU path; the GPU test covers the kernels)."""
+    torch.manual_seed(0)
+    model = create_model("dimsum-S/2", input_size=8, in_channels=4, num_classes=10, hidden_size=32, depth=2,
+                         attn_every=2, attn_heads=2, drop_path=0.1)
+    x, t, y = torch.randn(2, 4, 8, 8), torch.rand(2), torch.tensor([1, 10])
+    explained = torch._dynamo.explain(model)(x, t, y)
+    assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
+    assert explained.graph_count == 1

@@ -17,7 +17,6 @@ them, never positive for ``delta >= 0`` and ``A <= 0``, so nothing overflows.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterator
 
@@ -25,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from dimsum_core.nn.precision import autocast_off
 
 
 def selective_scan_reference(
@@ -92,7 +93,7 @@ def selective_scan(
     chunk = chunk_length if chunk_length is not None else _default_chunk_length(length)
     if chunk < 1:
         raise ValueError(f"chunk_length must be >= 1, got {chunk}")
-    with _autocast_off(u.device.type):
+    with autocast_off(u.device.type):
         u_, delta_ = u.to(dtype), delta.to(dtype)
         if delta_bias is not None:
             delta_ = delta_ + delta_bias.to(dtype)[:, None]
@@ -104,12 +105,6 @@ def selective_scan(
         if z is not None:
             y = y * F.silu(z.to(dtype))
     return y.to(u.dtype)
-
-
-def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
-    if torch.amp.is_autocast_available(device_type):
-        return torch.autocast(device_type, enabled=False)
-    return contextlib.nullcontext()  # e.g. the meta device (shape-only runs)
 
 
 def _default_chunk_length(length: int) -> int:
@@ -208,7 +203,7 @@ class _ChunkedScan(torch.autograd.Function):
     def backward(ctx, grad_y: Tensor):
         At, delta_q, u_q, du_q, B_q, C_q, *h = ctx.saved_tensors
         length = grad_y.shape[-1]
-        with _autocast_off(grad_y.device.type):
+        with autocast_off(grad_y.device.type):
             gy_q = _to_chunks(grad_y.to(u_q.dtype), delta_q.shape[0])
             # Adjoint g_t = dL/dh_t = C_t gy_t + exp(delta_{t+1} A) g_{t+1}: the same scan in reverse
             # time with the decay of the next step.

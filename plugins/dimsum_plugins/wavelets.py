@@ -7,20 +7,12 @@ coefficients stacked band-major with the level-0 band outermost, float32 even un
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from dimsum_core.errors import DimsumError
 from dimsum_core.interfaces.wavelet import WaveletTransform
+from dimsum_core.nn.precision import autocast_off
 from dimsum_core.plugin import hookimpl
-
-
-def _full_precision(x: torch.Tensor) -> contextlib.AbstractContextManager:
-    """Autocast off: the transforms run in float32 even inside a bf16 region."""
-    if torch.amp.is_autocast_available(x.device.type):
-        return torch.autocast(device_type=x.device.type, enabled=False)
-    return contextlib.nullcontext()  # e.g. the meta device, used for FLOP counting
 
 
 def _float32(x: torch.Tensor) -> torch.Tensor:
@@ -76,7 +68,7 @@ class HaarPacket(WaveletTransform):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_divisible(x, self.levels)
-        with _full_precision(x):
+        with autocast_off(x.device.type):
             x = _float32(x)
             n, c, h, w = x.shape
             bands = x.unsqueeze(1)
@@ -85,7 +77,7 @@ class HaarPacket(WaveletTransform):
             return bands.reshape(n, -1, h >> self.levels, w >> self.levels)
 
     def inverse(self, coeffs: torch.Tensor) -> torch.Tensor:
-        with _full_precision(coeffs):
+        with autocast_off(coeffs.device.type):
             coeffs = _float32(coeffs)
             n, k, h, w = coeffs.shape
             bands = coeffs.reshape(n, 4**self.levels, k // 4**self.levels, h, w)
@@ -122,7 +114,7 @@ class PyWaveletsPacket(WaveletTransform):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_divisible(x, self.levels)
-        with _full_precision(x):
+        with autocast_off(x.device.type):
             x = _float32(x)
             n, c, h, w = x.shape
             bands = x.unsqueeze(1)  # (N, B, C, H, W)
@@ -135,7 +127,7 @@ class PyWaveletsPacket(WaveletTransform):
             return bands.reshape(n, -1, h >> self.levels, w >> self.levels)
 
     def inverse(self, coeffs: torch.Tensor) -> torch.Tensor:
-        with _full_precision(coeffs):
+        with autocast_off(coeffs.device.type):
             coeffs = _float32(coeffs)
             n, k, h, w = coeffs.shape
             c = k // 4**self.levels
