@@ -159,8 +159,9 @@ def test_eval_steps_and_verdicts():
 def test_two_arm_study_end_to_end(tmp_path, capsys):
     out, doc = tmp_path / "out", tmp_path / "docs" / "study.md"
     assert driver.main(_study_args(out, doc)) == 0
-    results = json.loads((out / "results.json").read_text())
+    results = driver.load_results(out)
     assert set(results["runs"]) == {"dimsum/0", "dit/0"}
+    assert "runs" not in json.loads((out / "results.json").read_text())  # one file per run, under runs/
     for run in results["runs"].values():
         assert run["complete"] and run["steps"] == 4 and run["params"] > 0
         assert [p["images"] for p in run["curve"]] == [64, 128]
@@ -179,7 +180,7 @@ def test_two_arm_study_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     assert driver.main(_study_args(out, doc)) == 0
     assert "dimsum/0: done already, skipped" in capsys.readouterr().out
-    assert json.loads((out / "results.json").read_text())["runs"] == results["runs"]
+    assert driver.load_results(out)["runs"] == results["runs"]
 
     # --render-only rebuilds the same page from the JSON alone
     doc.unlink()
@@ -190,3 +191,20 @@ def test_two_arm_study_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     assert driver.main(_study_args(out, doc, "--t-grid", "4")) == 2
     assert "holds a study with other settings (eval differ)" in capsys.readouterr().err
+
+
+def test_parallel_workers_give_the_same_study(tmp_path):
+    """--jobs 2: two worker processes claim one run each; the curves equal a one-process study's."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert driver.main(_study_args(one, tmp_path / "one.md")) == 0
+    (two / "runs").mkdir(parents=True)
+    (two / "runs" / "dit-seed0.claim").touch()  # left by a killed run: cleared, the run is trained
+    assert driver.main(_study_args(two, tmp_path / "two.md", "--jobs", "2")) == 0
+    a, b = driver.load_results(one)["runs"], driver.load_results(two)["runs"]
+    assert set(a) == set(b) == {"dimsum/0", "dit/0"}
+    for key in a:
+        assert b[key]["complete"]
+        for p, q in zip(a[key]["curve"], b[key]["curve"], strict=True):
+            assert p["images"] == q["images"]
+            assert math.isclose(p["val_loss"], q["val_loss"], rel_tol=1e-4), key
+    assert "| `dit` |" in (tmp_path / "two.md").read_text()

@@ -2,8 +2,10 @@
 images with each seed, evaluate at fixed intervals, keep every curve in ``OUT/results.json`` and render
 ``docs/study.md`` with its plots.
 
-Results are written after every evaluation; a finished (arm, seed) is never redone, so a killed run
-keeps its finished arms and the same command continues with the rest. An unfinished run restarts.
+Results are written after every evaluation, one file per (arm, seed) under ``OUT/runs/``; a finished
+(arm, seed) is never redone, so a killed run keeps its finished arms and the same command continues with
+the rest. An unfinished run restarts. ``--jobs N`` trains N (arm, seed) runs at once in worker processes
+on the same device (small models leave a GPU partly idle); each worker claims the next unclaimed run.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import json
 import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,8 @@ from dimsum_core.study.runner import train_arm
 from dimsum_core.train.config import as_config
 
 RESULTS = "results.json"
-FORMAT = 1
+RUNS = "runs"
+FORMAT = 2
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -65,6 +69,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--title", default="", help="a line saying what this run is (defaults to the budget)")
     p.add_argument("--smoke", action="store_true", help="mark the report as a smoke run (automatic on the CPU)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs trained at once, each in its own process on the same device (default 1)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # set by --jobs for its children
     return p.parse_args(argv)
 
 
@@ -74,13 +81,44 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def _run_path(out: Path, key: str) -> Path:
+    arm, seed = key.split("/")
+    return out / RUNS / f"{arm}-seed{seed}.json"
+
+
 def load_results(out: Path) -> dict[str, Any]:
+    """The study in ``out``: ``results.json`` (settings, classifier, data floor) plus every run file."""
     path = out / RESULTS
     if not path.is_file():
         raise DimsumError(f"{path}: no study results here; run the study first (without --render-only)")
     results = json.loads(path.read_text())
+    if results.get("format") != FORMAT:
+        raise DimsumError(f"{path}: a study of format {results.get('format')}, this code reads format {FORMAT}; "
+                          f"rerun the study into a new --out")
+    runs = [json.loads(f.read_text()) for f in sorted((out / RUNS).glob("*.json"))]
+    results["runs"] = {f"{r['arm']}/{r['seed']}": r for r in runs}
     results["_dir"] = str(out)
     return results
+
+
+def _claim(out: Path, key: str) -> bool:
+    """Atomically claim a run for this process (False: another worker has it)."""
+    try:
+        os.close(os.open(_run_path(out, key).with_suffix(".claim"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+def _run_workers(args: argparse.Namespace, argv: list[str]) -> None:
+    for stale in (args.out / RUNS).glob("*.claim"):  # left by a killed run; its run restarts
+        stale.unlink()
+    command = [sys.executable, "-m", "dimsum_core.study.driver", *argv, "--worker"]
+    workers = [subprocess.Popen(command) for _ in range(args.jobs)]
+    failed = [i for i, w in enumerate(workers) if w.wait() != 0]
+    if failed:
+        raise DimsumError(f"study worker(s) {failed} failed (see their output above); rerun the same command "
+                          f"to continue with the unfinished runs")
 
 
 def _check_identical(arms: list[Arm]) -> None:
@@ -182,6 +220,7 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         results["settings"] = settings
     else:
         results = {"format": FORMAT, "settings": settings, "runs": {}, "_dir": str(out)}
+    (out / RUNS).mkdir(exist_ok=True)
 
     # the classifier, trained once per output folder
     clf_dir = out / "classifier"
@@ -202,14 +241,22 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                           f"or use another --out")
     results["classifier"] = {**report.__dict__, "sha256": weights_hash}
     say(f"classifier: {report.val_accuracy:.2%} accuracy on {report.val_items:,} validation images")
-    np.savez(out / "val_images.npz", arr_0=val.images.permute(0, 2, 3, 1).numpy())  # for `dimsum eval --ref`
+    if not args.worker:
+        np.savez(out / "val_images.npz", arr_0=val.images.permute(0, 2, 3, 1).numpy())  # for `dimsum eval --ref`
 
     precision = "bf16" if t.precision == "bf16" and device.type == "cuda" else "fp32"
     evaluator = StudyEvaluator(eval_settings, val, classifier, num_classes, base.log.sampler,
                                base.log.cfg_scale, precision, device)
     real = _balanced(train, args.samples_per_class, num_classes)
-    results["data_floor"] = {**evaluator.sample_metrics(real.images, real.labels), "samples": len(real)}
-    _write_json(results_path, results)
+    if not args.worker:
+        results["data_floor"] = {**evaluator.sample_metrics(real.images, real.labels), "samples": len(real)}
+        _write_json(results_path, {k: v for k, v in results.items() if k != "runs"})
+        if args.jobs > 1:
+            _run_workers(args, argv)
+            results = load_results(out)
+            render(results, args.doc)
+            say(f"wrote {results_path} and {args.doc}")
+            return results
 
     grids = out / "grids"
     grids.mkdir(exist_ok=True)
@@ -219,15 +266,16 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             if results["runs"].get(key, {}).get("complete"):
                 say(f"{key}: done already, skipped")
                 continue
+            if args.worker and not _claim(out, key):
+                continue
             if device.type == "cpu" and arm.train.precision == "bf16":
                 arm.train = as_config(type(arm.train), {**arm.train.__dict__, "precision": "fp32"}, "train")
 
             def on_eval(run, point, grid, key=key) -> None:  # noqa: ANN001
                 path = grids / f"{run.arm}-seed{run.seed}-{point['images']:09d}.png"
                 grid.save(path)
-                entry = {**run.__dict__, "complete": False, "grid": str(path.relative_to(out))}
-                results["runs"][key] = entry
-                _write_json(results_path, results)
+                results["runs"][key] = {**run.__dict__, "complete": False, "grid": str(path.relative_to(out))}
+                _write_json(_run_path(out, key), results["runs"][key])
                 say(f"{key:<30} {point['images']:>10,} img  {point['train_seconds']:8.1f} s  "
                     f"train loss {point['train_loss']:.4f}  val loss {point['val_loss']:.4f}  "
                     f"FD {point['fd']:8.3f}  acc {point['accuracy']:6.1%}  (eval {point['eval_seconds']:.1f} s)")
@@ -235,11 +283,15 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             say(f"{key}: training {args.images:,} images in batches of {arm.train.global_batch_size} on {device}")
             train_arm(arm, seed, args.images, args.eval_every, train, evaluator, device, on_eval)
             results["runs"][key]["complete"] = True
-            _write_json(results_path, results)
+            _write_json(_run_path(out, key), results["runs"][key])
+            if args.worker:
+                continue
             try:
                 render(results, args.doc)
             except DimsumError as exc:  # e.g. no matplotlib here: the results are safe, render elsewhere
                 say(f"warning: could not render {args.doc} ({exc}); later: benchmarks/study.py --render-only")
+    if args.worker:
+        return results
     render(results, args.doc)
     say(f"wrote {results_path} and {args.doc}")
     return results
@@ -259,3 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
