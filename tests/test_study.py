@@ -23,7 +23,7 @@ from dimsum_core.study.classifier import (
     train_classifier,
 )
 from dimsum_core.study.data import decode, load_split
-from dimsum_core.study.report import Estimate, at_seconds, compare, verdict
+from dimsum_core.study.report import Estimate, accuracy_at_chance, at_seconds, compare, verdict
 from dimsum_core.study.runner import eval_steps
 from dimsum_plugins.datasets.scenes import SHAPE_NAMES, ProceduralScenes
 
@@ -148,9 +148,13 @@ def test_eval_steps_and_verdicts():
     assert compare(Estimate(1.0, 0.1, 2), Estimate(2.0, 0.1, 2), lower) == "better"
     assert compare(Estimate(1.0, 0.5, 2), Estimate(1.2, 0.5, 2), lower) == "same"
     assert compare(Estimate(0.9, 0.0, 1), Estimate(0.8, 0.0, 1), not lower) == "better"
-    assert verdict(["better", "better", "better"], 2) == "held"
-    assert verdict(["worse", "same", "worse"], 2).startswith("did not hold")
-    assert verdict(["better", "worse", "same"], 1) == "mixed (1 seed: no spread estimate)"
+    # one arm with 1 seed: the other arm's spread stands for both (2 * 0.1 * sqrt(1/2 + 1) = 0.245)
+    assert compare(Estimate(1.0, 0.1, 2), Estimate(1.2, 0.0, 1), lower) == "same"
+    assert compare(Estimate(1.0, 0.1, 2), Estimate(1.3, 0.0, 1), lower) == "better"
+    assert verdict(["better", "better", "better"], 2, 2) == "held"
+    assert verdict(["worse", "same", "worse"], 2, 2).startswith("did not hold")
+    assert verdict(["better", "worse", "same"], 1, 1) == "mixed (1 seed each: no spread estimate)"
+    assert verdict(["better", "better"], 2, 1) == "held (one arm has 1 seed: spread from the other's seeds)"
     run = {"curve": [{"train_seconds": 2.0, "fd": 10.0}, {"train_seconds": 4.0, "fd": 6.0}]}
     assert at_seconds(run, "fd", 3.0) == 8.0 and math.isnan(at_seconds(run, "fd", 1.0))
 
@@ -207,4 +211,16 @@ def test_parallel_workers_give_the_same_study(tmp_path):
         for p, q in zip(a[key]["curve"], b[key]["curve"], strict=True):
             assert p["images"] == q["images"]
             assert math.isclose(p["val_loss"], q["val_loss"], rel_tol=1e-4), key
-    assert "| `dit` |" in (tmp_path / "two.md").read_text()
+    text = (tmp_path / "two.md").read_text()
+    assert "| `dit` |" in text and "up to 2 trained at once in worker processes" in text
+    assert "--jobs 2" in text  # the command that made it
+
+
+def test_accuracy_at_chance_is_left_out_of_verdicts():
+    def results(acc_dimsum: float, acc_dit: float) -> dict:
+        run = lambda arm, acc: {"arm": arm, "seed": 0, "complete": True,  # noqa: E731
+                                "curve": [{"accuracy": acc, "fd": 1.0, "val_loss": 1.0}]}
+        return {"settings": {"num_classes": 10}, "runs": {"a": run("dimsum", acc_dimsum), "b": run("dit", acc_dit)}}
+
+    assert accuracy_at_chance(results(0.12, 0.19))
+    assert not accuracy_at_chance(results(0.12, 0.25))

@@ -152,7 +152,8 @@ def _device_name(device: torch.device) -> str:
 
 
 def _fingerprint(settings: dict[str, Any]) -> str:
-    keep = {k: v for k, v in settings.items() if k not in ("seeds", "arms", "command", "date", "title", "doc")}
+    keep = {k: v for k, v in settings.items()
+            if k not in ("seeds", "arms", "command", "commands", "jobs", "date", "title", "doc")}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -203,18 +204,23 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "smoke": bool(args.smoke or device.type == "cpu"),
         "command": "python benchmarks/study.py " + shlex.join(argv), "out": str(out), "doc": str(args.doc),
+        "jobs": args.jobs,
     }
     settings["fingerprint"] = _fingerprint(settings)
     results_path = out / RESULTS
+    settings["commands"] = [settings["command"]]
     if results_path.is_file():
         results = load_results(out)
         old = results["settings"]
         if old["fingerprint"] != settings["fingerprint"]:
             differ = sorted(k for k in settings if k in old and old[k] != settings[k]
-                            and k not in ("seeds", "arms", "command", "date", "title", "fingerprint", "doc"))
+                            and k not in ("seeds", "arms", "command", "commands", "jobs", "date", "title",
+                                          "fingerprint", "doc"))
             raise DimsumError(f"{results_path} holds a study with other settings ({', '.join(differ) or 'settings'} "
                               f"differ); rerun with the same settings, or use another --out")
         settings["date"] = old["date"]  # the study's start; a continued run does not move it
+        settings["commands"] = [c for c in dict.fromkeys([*old.get("commands", [old["command"]]), settings["command"]])]
+        settings["jobs"] = max(old.get("jobs", 1), settings["jobs"])
         settings["seeds"] = sorted(set(old["seeds"]) | set(seeds))
         settings["arms"] = [a for a in dict.fromkeys([*old["arms"], *names])]
         results["settings"] = settings

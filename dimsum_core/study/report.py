@@ -82,22 +82,36 @@ def equal_time(results: dict[str, Any], arms: list[str]) -> float:
 
 
 def compare(a: Estimate, b: Estimate, lower_is_better: bool) -> str:
-    """'better', 'worse', 'same' (within 2 standard errors) or '?' (missing); for ``a`` against ``b``."""
+    """'better', 'worse', 'same' (within 2 standard errors) or '?' (missing); for ``a`` against ``b``.
+
+    The seed spread comes from the arms that have several seeds; where only one of the two has, its
+    spread stands for both (same data, budget and evaluation). With one seed each, any gap counts.
+    """
     if a.n == 0 or b.n == 0:
         return "?"
     gain = (b.mean - a.mean) if lower_is_better else (a.mean - b.mean)
     if a.n > 1 and b.n > 1:
         noise = 2 * math.sqrt(a.std ** 2 / a.n + b.std ** 2 / b.n)
-        if abs(gain) <= noise:
-            return "same"
-    return "better" if gain > 0 else "worse" if gain < 0 else "same"
+    elif a.n > 1 or b.n > 1:
+        spread = a.std if a.n > 1 else b.std
+        noise = 2 * spread * math.sqrt(1 / a.n + 1 / b.n)
+    else:
+        noise = 0.0
+    if abs(gain) <= noise:
+        return "same"
+    return "better" if gain > 0 else "worse"
 
 
-def verdict(outcomes: list[str], seeds: int) -> str:
+def verdict(outcomes: list[str], seeds_a: int, seeds_b: int) -> str:
     known = [o for o in outcomes if o != "?"]
     if not known:
         return "not run"
-    caveat = " (1 seed: no spread estimate)" if seeds < 2 else ""
+    if max(seeds_a, seeds_b) < 2:
+        caveat = " (1 seed each: no spread estimate)"
+    elif min(seeds_a, seeds_b) < 2:
+        caveat = " (one arm has 1 seed: spread from the other's seeds)"
+    else:
+        caveat = ""
     if all(o == "better" for o in known):
         return "held" + caveat
     if all(o in ("worse", "same") for o in known) and "worse" in known:
@@ -105,6 +119,14 @@ def verdict(outcomes: list[str], seeds: int) -> str:
     if all(o == "same" for o in known):
         return "no difference beyond seed spread" + caveat
     return "mixed" + caveat
+
+
+def accuracy_at_chance(results: dict[str, Any]) -> bool:
+    """Every arm's final class accuracy below twice chance: the models have not learned the class
+    conditioning yet, so the accuracy cannot rank them."""
+    chance = 1 / results["settings"]["num_classes"]
+    finals = [final_estimate(results, a, "accuracy").mean for a in ARMS if _runs_of(results, a)]
+    return bool(finals) and max(finals) < 2 * chance
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -215,9 +237,14 @@ def render(results: dict[str, Any], doc: Path) -> None:
     add("Each claim compares `dimsum` with one other arm at the end of the budget (equal images) and, for "
         "the FD, also at equal training time (the shorter of the two arms' runs, interpolated). A difference "
         "counts when it exceeds twice its standard error over seeds.\n")
+    chance = accuracy_at_chance(results)
+    if chance:
+        add(f"Every arm's class accuracy is below twice chance ({2 / s['num_classes']:.0%}): no model has learned "
+            "the class conditioning at this budget, so the accuracy column is shown but left out of the verdicts.\n")
     add("| claim | vs | val loss | FD | accuracy | FD at equal time | verdict |")
     add("|---|---|---|---|---|---|---|")
     seeds = len(s["seeds"])
+    tally: dict[str, list[str]] = {}
     for claim, a, b in CLAIMS:
         if not (_runs_of(results, a) and _runs_of(results, b)):
             add(f"| {claim} | `{b}` | | | | | not run |")
@@ -228,9 +255,14 @@ def render(results: dict[str, Any], doc: Path) -> None:
         fd_a = _estimate([at_seconds(r, "fd", t) for r in _runs_of(results, a)])
         fd_b = _estimate([at_seconds(r, "fd", t) for r in _runs_of(results, b)])
         timed = compare(fd_a, fd_b, True)
-        add(f"| {claim} | `{b}` | {outcomes[0]} | {outcomes[1]} | {outcomes[2]} | "
-            f"{timed} ({fd_a.text(3)} vs {fd_b.text(3)} at {t:.3g} s) | {verdict(outcomes, seeds)} |")
-    add("\n'better' means `dimsum` was better than the arm in that row; the verdict uses the three "
+        counted = outcomes[:2] if chance else outcomes
+        said = verdict(counted, len(_runs_of(results, a)), len(_runs_of(results, b)))
+        tally.setdefault(said.split(" (")[0], []).append(claim)
+        add(f"| {claim} | `{b}` | {outcomes[0]} | {outcomes[1]} | {outcomes[2]}{' (chance)' if chance else ''} | "
+            f"{timed} ({fd_a.text(3)} vs {fd_b.text(3)} at {t:.3g} s) | {said} |")
+    if tally:
+        add("\nIn short: " + "; ".join(f"**{v}**: {', '.join(c)}" for v, c in tally.items()) + ".")
+    add("\n'better' means `dimsum` was better than the arm in that row; the verdict uses the "
         "equal-image columns (the claims are about convergence per training image, as the paper plots "
         "them against epochs); the equal-time column shows whether that survives DiMSUM's cost per image ('?' where the slower arm "
         "had no evaluation that early).\n")
@@ -261,7 +293,11 @@ def render(results: dict[str, Any], doc: Path) -> None:
     add("- The FD is measured in the feature space of a small classifier trained on the same data; it is "
         "not an Inception FID and is only comparable within this study. It is biased by the sample count "
         "(see the floor above). The accuracy metric cannot see texture or colour errors that keep the shape.")
-    add(f"- {seeds} seed(s) per arm; seeds change the initial weights, the data order and the training noise, "
+    if s.get("jobs", 1) > 1:
+        add(f"- Runs shared the device: up to {s['jobs']} trained at once in worker processes (`--jobs`). The "
+            "img/s column and every training-seconds number include that contention and depend on which runs "
+            "happened to share the GPU; per-image numbers are unaffected.")
+    add(f"- {seeds} seed(s) per arm where the table says so; seeds change the initial weights, the data order and the training noise, "
         "not the data or the evaluation noise.")
     add("- Training seconds depend on the kernels used (Mamba backend, attention kernel, compile) and on this "
         "device; the per-image comparison does not.")
@@ -270,7 +306,7 @@ def render(results: dict[str, Any], doc: Path) -> None:
 
     add("## Reproduce\n")
     add("```bash")
-    add(s["command"])
+    out.extend(s.get("commands", [s["command"]]))
     add("# re-render this page from the results JSON only")
     add(f"python benchmarks/study.py --out {s['out']} --render-only --doc {s['doc']}")
     add("# one arm the ordinary way (checkpoints), then score it against the validation split: with the study")
