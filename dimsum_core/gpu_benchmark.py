@@ -83,19 +83,29 @@ def train_step_fn(model: nn.Module, batch: int, latent: int, bf16: bool) -> Call
     return step
 
 
-def measure_training(name: str, latent: int, batch: int, bf16: bool, repeats: int) -> dict[str, Any]:
+def measure_training(name: str, latent: int, batch: int, bf16: bool, repeats: int,
+                     compile: bool = False) -> dict[str, Any]:
+    """One training step's throughput; with ``compile``, of ``torch.compile(model)`` (default mode),
+    timed after the first step, which compiles (its wall time is reported as ``compile_s``)."""
     set_precision(True)
     model = build(name, latent).train()
     torch.cuda.reset_peak_memory_stats()
+    extra: dict[str, Any] = {}
     try:
-        seconds = cuda_time(train_step_fn(model, batch, latent, bf16), warmup=3, repeats=repeats)
+        step = train_step_fn(torch.compile(model) if compile else model, batch, latent, bf16)
+        if compile:
+            started = time.perf_counter()
+            step()
+            torch.cuda.synchronize()
+            extra["compile_s"] = time.perf_counter() - started
+        seconds = cuda_time(step, warmup=3, repeats=repeats)
     except torch.OutOfMemoryError:
         return {"error": "out of memory"}
     finally:
         del model
     peak = torch.cuda.max_memory_allocated() / 2**30
     torch.cuda.empty_cache()
-    return {"img_per_s": batch / seconds, "step_ms": seconds * 1e3, "peak_gib": peak}
+    return {"img_per_s": batch / seconds, "step_ms": seconds * 1e3, "peak_gib": peak, **extra}
 
 
 @torch.no_grad()
@@ -178,8 +188,10 @@ def forward_breakdown(name: str, latent: int, batch: int) -> dict[str, float]:
     return {"total_ms": total, **{k: round(v, 4) for k, v in shares.items()}}
 
 
-def run(models: list[str], out: str, repeats: int = 5, batch_256: int = 64, batch_512: int = 16) -> dict:
-    """Measure every model, print the table, write JSON to ``out``; returns the result."""
+def run(models: list[str], out: str, repeats: int = 5, batch_256: int = 64, batch_512: int = 16,
+        sizes: tuple[int, ...] = (256, 512), compile: bool = False) -> dict:
+    """Measure every model at each of ``sizes`` (px), print the table, write JSON to ``out``; returns
+    the result. ``compile`` adds bf16 training of the ``torch.compile``d model."""
     if not torch.cuda.is_available():
         raise DimsumError("the GPU benchmark needs a CUDA GPU (this machine has none)")
     t0 = time.time()
@@ -189,6 +201,8 @@ def run(models: list[str], out: str, repeats: int = 5, batch_256: int = 64, batc
     for name in models:
         r: dict[str, Any] = {}
         for px, latent, batch in ((256, 32, batch_256), (512, 64, batch_512)):
+            if px not in sizes:
+                continue
             with torch.device("meta"):
                 macs = count_macs(create_model(name, input_size=latent, num_classes=1000)).macs
             train_flops = 6 * macs  # forward (2·MACs) + backward (2× forward)
@@ -198,6 +212,11 @@ def run(models: list[str], out: str, repeats: int = 5, batch_256: int = 64, batc
                 if "img_per_s" in m:
                     m["mfu"] = m["img_per_s"] * train_flops / (peak * 1e12)
                 entry[f"train_{precision}"] = m
+            if compile:
+                m = measure_training(name, latent, batch, True, repeats, compile=True)
+                if "img_per_s" in m:
+                    m["mfu"] = m["img_per_s"] * train_flops / (peak * 1e12)
+                entry["train_bf16_compiled"] = m
             if px == 256:
                 entry["forward_b1_tf32"] = measure_forward(name, latent, 1, repeats)
                 entry["forward_b1_tf32_cuda_graph"] = measure_forward(name, latent, 1, repeats, graph=True)
@@ -216,7 +235,7 @@ def run(models: list[str], out: str, repeats: int = 5, batch_256: int = 64, batc
 def print_table(result: dict[str, Any]) -> None:
     print(f"\n{result['gpu']}, torch {result['torch']}, bf16 matmul peak {result['bf16_matmul_peak_tflops']:.0f} TFLOP/s")
     print(f"{'model':<12}{'px':>5}{'batch':>7}{'train tf32':>12}{'train bf16':>12}{'MFU bf16':>10}"
-          f"{'peak GiB':>10}{'fwd b1 ms':>11}{'graphed':>9}{'fwd b64 img/s':>15}")
+          f"{'peak GiB':>10}{'fwd b1 ms':>11}{'graphed':>9}{'fwd b64 img/s':>15}{'compiled bf16':>15}")
     for name, by_px in result["models"].items():
         for px, e in by_px.items():
             tf, bf = e["train_tf32"], e["train_bf16"]
@@ -225,5 +244,6 @@ def print_table(result: dict[str, Any]) -> None:
                   f"{fmt(bf, 'mfu', '10.1%')}{fmt(bf, 'peak_gib', '10.1f')}"
                   f"{e['forward_b1_tf32']['ms'] if 'forward_b1_tf32' in e else float('nan'):>11.2f}"
                   f"{e['forward_b1_tf32_cuda_graph']['ms'] if 'forward_b1_tf32' in e else float('nan'):>9.2f}"
-                  f"{e['forward_b64_tf32']['img_per_s'] if 'forward_b64_tf32' in e else float('nan'):>15.1f}")
+                  f"{e['forward_b64_tf32']['img_per_s'] if 'forward_b64_tf32' in e else float('nan'):>15.1f}"
+                  f"{fmt(e['train_bf16_compiled'], 'img_per_s', '15.1f') if 'train_bf16_compiled' in e else '':>15}")
 

@@ -85,10 +85,13 @@ def test_custom_op_equals_mamba_selective_scan_fn(dtype: torch.dtype):
 
     out, grads = run(selective_scan_op)
     ref, ref_grads = run(selective_scan_fn)
-    assert torch.equal(out, ref)  # the same kernel: bitwise
+    assert torch.equal(out, ref)  # the same forward kernel: bitwise
+    # the backward kernel sums dB, dC (and the parameter gradients) with atomic adds, so two runs of it
+    # differ by float32 rounding, which bf16 outputs can round up to one bf16 step
+    tol = 1e-5 if dtype == torch.float32 else 1e-3
     for name, g, r in zip("u delta A B C D z delta_bias".split(), grads, ref_grads, strict=True):
         assert g.dtype == r.dtype, name
-        assert torch.allclose(g, r, rtol=0, atol=0) or rel(g, r) < 1e-6, name
+        assert rel(g, r) < tol, name
 
 
 @pytest.mark.gpu

@@ -12,7 +12,12 @@ import click
 @click.option("--repeats", default=5, show_default=True, help="Timed repeats per measurement (median).")
 @click.option("--batch-256", default=64, show_default=True, help="Training batch at 256 px (32×32 latent).")
 @click.option("--batch-512", default=16, show_default=True, help="Training batch at 512 px (64×64 latent).")
-def bench(models: tuple[str, ...], out: str, repeats: int, batch_256: int, batch_512: int) -> None:
+@click.option("--sizes", multiple=True, type=click.Choice(["256", "512"]), default=("256", "512"),
+              show_default=True, help="Image sizes to measure (repeat the option).")
+@click.option("--compile", "compile_", is_flag=True,
+              help="Also time bf16 training of the torch.compile'd model (compiling DiMSUM-L/2 takes ~5 min).")
+def bench(models: tuple[str, ...], out: str, repeats: int, batch_256: int, batch_512: int,
+          sizes: tuple[str, ...], compile_: bool) -> None:
     """Training throughput (TF32 and bf16), forward latency, peak memory, MFU and the forward time
     share of each part, for each model at 256 and 512 px, in one process on one GPU.
 
@@ -20,7 +25,8 @@ def bench(models: tuple[str, ...], out: str, repeats: int, batch_256: int, batch
     Examples:
       dimsum bench
       dimsum bench --models dimsum-L/2 --batch-256 32 --out my.json
+      dimsum bench --sizes 256 --compile
     """
     from dimsum_core.gpu_benchmark import run
 
-    run(list(models), out, repeats, batch_256, batch_512)
+    run(list(models), out, repeats, batch_256, batch_512, tuple(int(s) for s in sizes), compile_)
