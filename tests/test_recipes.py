@@ -64,6 +64,15 @@ def test_overrides_delete_and_base(tmp_path: Path) -> None:
     assert validate_recipe(recipe) == []
 
 
+def test_exponent_overrides_are_numbers(tmp_path: Path) -> None:
+    """YAML 1.1 reads `1e-4` as a string; an override reads it as the number a user means, as a file does."""
+    path = write(tmp_path, "job: echo\nout: a.json\noptim: {lr: 1e-4}\n")
+    recipe = load_recipe(str(path), ["optim.lr=3e-4", "mode=1e5x", "note=2E+3"])
+    data = recipe.to_dict()
+    assert data["optim"]["lr"] == 3e-4 and data["note"] == 2000.0 and data["mode"] == "1e5x"
+    assert load_recipe(str(path)).to_dict()["optim"]["lr"] == 1e-4
+
+
 @pytest.mark.parametrize("text, overrides, expected", [
     ("job: echo\nout: o\nsetps: 3\n", [], "setps: unknown key; did you mean 'steps'?"),
     ("job: echo\nout: o\n", ["model=dimsum-S/3"], "model: unknown model 'dimsum-S/3'; did you mean 'dimsum-S/2'?"),

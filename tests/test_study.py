@@ -224,3 +224,27 @@ def test_accuracy_at_chance_is_left_out_of_verdicts():
 
     assert accuracy_at_chance(results(0.12, 0.19))
     assert not accuracy_at_chance(results(0.12, 0.25))
+
+
+def test_runner_follows_the_lr_schedule(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from dimsum_core.study.runner import train_arm
+    from dimsum_core.train.schedule import lr_at
+
+    arm = load_arm("dit", [*TINY, "train.lr_schedule=cosine", "train.warmup_steps=2", "train.lr=1e-3"])
+    node = {"name": "procedural-scenes", "resolution": 16, "size": 96, "split": "train", "seed": 0}
+    train = load_split(node)
+    seen: list[float] = []
+    step = torch.optim.AdamW.step
+
+    def recording_step(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    evaluator = lambda ema, objective: ({"val_loss": 1.0}, Image.new("RGB", (2, 2)))  # noqa: E731
+    run = train_arm(arm, 0, 6 * 32, 6 * 32, train, evaluator, torch.device("cpu"), lambda *a: None)
+    assert run.steps == 6
+    expected = [lr_at(s, lr=1e-3, total_steps=6, schedule="cosine", warmup_steps=2) for s in range(6)]
+    assert seen == pytest.approx(expected) and seen[1] == pytest.approx(1e-3) and seen[-1] < 2e-4

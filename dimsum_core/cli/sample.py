@@ -12,6 +12,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from dimsum_core.config.load import RecipeLoader
 from dimsum_core.errors import DimsumError
 from dimsum_core.sampling.generate import (
     GeneratedBatch,
@@ -34,7 +35,7 @@ def parse_options(text: tuple[str, ...]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise DimsumError(f"expected KEY=VALUE, got '{item}'")
-        options[key] = yaml.safe_load(value)
+        options[key] = yaml.load(value, Loader=RecipeLoader)
     return options
 
 

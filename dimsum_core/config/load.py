@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,13 +45,22 @@ def find_recipe(ref: str) -> Path:
     raise RecipeError(f"{ref}: no such recipe file{hint_text}")
 
 
+class RecipeLoader(yaml.SafeLoader):
+    """YAML's safe loader that also reads ``1e-4`` (no dot, as everyone writes learning rates) as a
+    number; plain YAML 1.1 reads it as a string."""
+
+
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"), list("-+0123456789."))
+
+
 def _read_yaml(path: Path) -> DictConfig:
     try:
         text = path.read_text()
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read the recipe ({exc.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=RecipeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -87,7 +97,7 @@ def apply_overrides(cfg: DictConfig, overrides: list[str], path: str) -> DictCon
         if not key:
             raise RecipeError(f"{path}: override '{item}' has no key")
         try:
-            parsed = yaml.safe_load(value) if value != "" else ""
+            parsed = yaml.load(value, Loader=RecipeLoader) if value != "" else ""
         except yaml.YAMLError:
             parsed = value
         try:
