@@ -74,7 +74,7 @@ def _warn_fallback_once(reason: str) -> None:
         return
     _fallback_warned = True
     warnings.warn(f"Mamba mixer: using the pure-PyTorch selective scan because {reason} "
-                  f"(backend='torch' silences this warning)", RuntimeWarning, stacklevel=3)
+                  f"(backend='torch' silences this warning)", RuntimeWarning, stacklevel=4)
 
 
 @functools.cache
