@@ -207,16 +207,13 @@ def run(models: list[str], out: str, repeats: int = 5, batch_256: int = 64, batc
                 macs = count_macs(create_model(name, input_size=latent, num_classes=1000)).macs
             train_flops = 6 * macs  # forward (2·MACs) + backward (2× forward)
             entry: dict[str, Any] = {"batch": batch, "gflops_per_image_forward": 2 * macs / 1e9}
-            for precision, bf16 in (("tf32", False), ("bf16", True)):
-                m = measure_training(name, latent, batch, bf16, repeats)
+            variants = [("train_tf32", False, False), ("train_bf16", True, False)]
+            variants += [("train_bf16_compiled", True, True)] if compile else []
+            for key, bf16, compiled in variants:
+                m = measure_training(name, latent, batch, bf16, repeats, compile=compiled)
                 if "img_per_s" in m:
                     m["mfu"] = m["img_per_s"] * train_flops / (peak * 1e12)
-                entry[f"train_{precision}"] = m
-            if compile:
-                m = measure_training(name, latent, batch, True, repeats, compile=True)
-                if "img_per_s" in m:
-                    m["mfu"] = m["img_per_s"] * train_flops / (peak * 1e12)
-                entry["train_bf16_compiled"] = m
+                entry[key] = m
             if px == 256:
                 entry["forward_b1_tf32"] = measure_forward(name, latent, 1, repeats)
                 entry["forward_b1_tf32_cuda_graph"] = measure_forward(name, latent, 1, repeats, graph=True)

@@ -153,9 +153,12 @@ def _device_name(device: torch.device) -> str:
     return f"CPU ({torch.get_num_threads()} threads)"
 
 
+#: settings that may differ between the invocations of one study (they do not change its numbers)
+_PER_INVOCATION = ("seeds", "arms", "command", "commands", "jobs", "date", "title", "doc")
+
+
 def _fingerprint(settings: dict[str, Any]) -> str:
-    keep = {k: v for k, v in settings.items()
-            if k not in ("seeds", "arms", "command", "commands", "jobs", "date", "title", "doc")}
+    keep = {k: v for k, v in settings.items() if k not in _PER_INVOCATION}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -216,8 +219,7 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         old = results["settings"]
         if old["fingerprint"] != settings["fingerprint"]:
             differ = sorted(k for k in settings if k in old and old[k] != settings[k]
-                            and k not in ("seeds", "arms", "command", "commands", "jobs", "date", "title",
-                                          "fingerprint", "doc"))
+                            and k not in (*_PER_INVOCATION, "fingerprint"))
             raise DimsumError(f"{results_path} holds a study with other settings ({', '.join(differ) or 'settings'} "
                               f"differ); rerun with the same settings, or use another --out")
         settings["date"] = old["date"]  # the study's start; a continued run does not move it
