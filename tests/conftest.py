@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 # Idle OpenMP threads sleep instead of spinning: with spinning, a forward pass took 7 s instead of
@@ -42,3 +43,11 @@ def official_fixtures() -> Path:
         pytest.skip(f"official parity fixtures not found at {FIXTURES} (they live in the project's "
                     f"shared folder beside the checkout; set DIMSUM_FIXTURES to point elsewhere)")
     return FIXTURES
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for the gloo process-group tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

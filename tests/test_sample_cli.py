@@ -132,7 +132,7 @@ def test_latent_models_need_and_use_a_vae(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="no torchrun")
-def test_torchrun_two_ranks_match_one_process(tmp_path):
+def test_torchrun_two_ranks_match_one_process(tmp_path, free_port):
     """Two gloo ranks on the CPU produce exactly the single-process .npz (real registry model)."""
     torch.manual_seed(0)
     model = create_model("dit", depth=1, hidden_size=32, num_heads=2, input_size=8, patch_size=2,
@@ -144,10 +144,15 @@ def test_torchrun_two_ranks_match_one_process(tmp_path):
     args = ["sample", str(ckpt), "-n", "5", "--cfg", "2", *FAST]  # torchrun would take --n for itself
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "dimsum_core.cli.main",
-                    *args, "--out", str(tmp_path / "two.npz")], check=True, env=env, capture_output=True)
-    subprocess.run([sys.executable, "-m", "dimsum_core.cli.main", *args, "--out", str(tmp_path / "one.npz")],
-                   check=True, env=env, capture_output=True)
+    # A static rendezvous on 127.0.0.1: --standalone advertises the host's FQDN to the ranks, which a
+    # sandboxed CI host need not resolve.
+    launch = [torchrun, "--nnodes", "1", "--node-rank", "0", "--master-addr", "127.0.0.1",
+              "--master-port", str(free_port), "--nproc-per-node", "2"]
+    for command, out in ((launch + ["-m", "dimsum_core.cli.main"], "two.npz"),
+                         ([sys.executable, "-m", "dimsum_core.cli.main"], "one.npz")):
+        done = subprocess.run([*command, *args, "--out", str(tmp_path / out)], env=env, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, f"{command[0]} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     with np.load(tmp_path / "one.npz") as one, np.load(tmp_path / "two.npz") as two:
         assert np.abs(one["arr_0"].astype(int) - two["arr_0"].astype(int)).max() <= 1
         assert np.array_equal(one["arr_1"], two["arr_1"])

@@ -11,7 +11,6 @@ find_unused_parameters=False would reject unless the trainer freezes it.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -41,20 +40,14 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     _trainer(Path(out_dir), grad_accum=1).run()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process(tmp_path):
+def test_two_gloo_processes_match_one_process(tmp_path, free_port):
     tiny_models.register()
     single = tmp_path / "single"
     _trainer(single, grad_accum=2).run()
 
     ddp = tmp_path / "ddp"
-    mp.spawn(_worker, args=(2, _free_port(), str(ddp)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port, str(ddp)), nprocs=2, join=True)
 
     for name in ("model.safetensors", "ema.safetensors"):
         a = load_file(single / "checkpoints" / "0000004" / name)
