@@ -54,10 +54,20 @@ def test_l2_block_cuda_vs_torch_backend(precision: str, tol: float) -> None:
     assert worst < 5 * tol, worst
 
 
+@pytest.mark.parametrize("path", ["fused", "scan-kernel"])
 @pytest.mark.parametrize("name", ["A", "B"])
-def test_official_fixtures_with_fused_kernels(official_fixtures: Path, name: str) -> None:
+def test_official_fixtures_with_cuda_kernels(official_fixtures: Path, name: str, path: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both CUDA paths reproduce the official outputs: eager's fused ``mamba_inner_fn`` and the scan
+    kernel as custom ops, which is what compiled code (and a host without causal-conv1d) runs."""
     from safetensors.torch import load_file
 
+    from dimsum_core.ops.backend import cuda_kernels
+    from dimsum_plugins import mixers
+
+    if path == "fused" and not cuda_kernels().has_causal_conv1d:
+        pytest.skip("the fused path needs causal-conv1d")
+    monkeypatch.setattr(mixers, "_kernel_path", lambda backend, device_type: path)
     io = {k: v.cuda() for k, v in load_file(str(official_fixtures / name / "io.safetensors")).items()}
     sd = read_official(official_fixtures / name / "state_dict.safetensors")["ema"]
     model = model_from_official(sd).cuda().eval()
