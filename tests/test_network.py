@@ -7,6 +7,7 @@ import torch
 
 from dimsum_core import create_model
 from dimsum_core.config import build
+from dimsum_core.errors import RecipeError
 from dimsum_core.nn.wavelet_tokens import tokens_to_wavelet, wavelet_to_tokens
 from dimsum_plugins.wavelets import HaarPacket, PyWaveletsPacket
 
@@ -178,3 +179,15 @@ def test_determinism() -> None:
         assert torch.equal(pa, pb)
     assert torch.equal(a.eval()(x, t), b.eval()(x, t))
     assert torch.equal(a(x, t), a(x, t))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"hiden_size": 64}, "model 'dimsum-S/2' has no argument 'hiden_size'; did you mean 'hidden_size'?"),
+    ({"backend": "torch"}, "has no argument 'backend'; it is an argument of the mixer: "
+                           "mixer={'name': 'mamba', 'backend': ...}"),
+    ({"levels": 3}, "it is an argument of the wavelet: wavelet={'name': 'haar', 'levels': ...}"),
+])
+def test_create_model_names_an_argument_it_does_not_take(overrides: dict, message: str) -> None:
+    with pytest.raises(RecipeError) as err:
+        create_model("dimsum-S/2", **overrides)
+    assert message in str(err.value) and "\n" not in str(err.value)
