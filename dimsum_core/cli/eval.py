@@ -22,7 +22,7 @@ from dimsum_core.metrics.image_sources import ImageSource
 from dimsum_core.metrics.reference import reference_features
 from dimsum_core.metrics.scores import METRICS, score
 from dimsum_core.sampling.generate import SamplingStats, gather_to_main
-from dimsum_core.train.distributed import shutdown
+from dimsum_core.train.distributed import leave_together
 
 PRESETS = {"fid10k": 10_000, "fid50k": 50_000}
 NOTE = ("features from the extractor named here (default: torch-fidelity's Inception-v3 port); values are not "
@@ -126,7 +126,7 @@ def eval_command(checkpoint: Path | None, ref: Path, samples: Path | None, n: in
     else:
         count = n if n is not None else PRESETS[preset or "fid50k"]
         info, run, batches = start(checkpoint, count, **options)
-        try:
+        with leave_together(info):
             device = info.device
             features_model = build("feature", extractor_id)
             accumulator = FeatureAccumulator(features_model, device)
@@ -135,8 +135,6 @@ def eval_command(checkpoint: Path | None, ref: Path, samples: Path | None, n: in
                 stats.add(batch)
                 accumulator.add(batch.images)
             parts = gather_to_main((accumulator.result(), stats), info.world_size)
-        finally:
-            shutdown(info)
         rank_main = info.is_main
         if rank_main:
             generated = _concat([p[0] for p in parts])

@@ -25,7 +25,7 @@ from dimsum_core.sampling.generate import (
 from dimsum_core.sampling.loading import LoadedCheckpoint, open_checkpoint
 from dimsum_core.sampling.outputs import check_output, write_grid, write_npz, write_pngs
 from dimsum_core.sampling.sampler_settings import resolve_sampler
-from dimsum_core.train.distributed import DistInfo, barrier, init_distributed, shutdown
+from dimsum_core.train.distributed import DistInfo, barrier, init_distributed, leave_together
 
 
 def parse_options(text: tuple[str, ...]) -> dict[str, Any]:
@@ -154,7 +154,7 @@ def sample(checkpoint: Path, out: Path, n: int, nrow: int | None, overwrite: boo
     """
     kind = check_output(out, overwrite)
     info, run, batches = start(checkpoint, n, **options)
-    try:
+    with leave_together(info):
         barrier(info)  # every rank checked --out before any writes
         stats = SamplingStats()
         kept: list[GeneratedBatch] = []
@@ -179,5 +179,3 @@ def sample(checkpoint: Path, out: Path, n: int, nrow: int | None, overwrite: boo
         if report:
             console.print(report_table(run, total, {"output": f"{out} ({kind})"}))
         console.print(f"wrote {total.samples} samples to {out}")
-    finally:
-        shutdown(info)

@@ -7,6 +7,8 @@ collectives are no-ops.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -57,6 +59,18 @@ def init_distributed(device_choice: str) -> DistInfo:
 def shutdown(info: DistInfo) -> None:
     if info.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def leave_together(info: DistInfo) -> Iterator[None]:
+    """Destroy the process group when the block ends. On success every rank first waits for the others:
+    a rank that tears the group down while a peer is still in a collective (rank 0 receiving a gather)
+    makes gloo abort that peer. On an error the group goes at once, so the other ranks fail, not hang."""
+    try:
+        yield
+        barrier(info)
+    finally:
+        shutdown(info)
 
 
 def barrier(info: DistInfo) -> None:

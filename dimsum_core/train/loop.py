@@ -201,13 +201,8 @@ class Trainer:
     # -- the run ----------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         info = dist_utils.init_distributed(self.cfg.device)
-        try:
-            result = self._run(info)
-            # no rank may tear the group down while another is still in a collective (gloo aborts then)
-            dist_utils.barrier(info)
-            return result
-        finally:
-            dist_utils.shutdown(info)
+        with dist_utils.leave_together(info):
+            return self._run(info)
 
     def _run(self, info: dist_utils.DistInfo) -> TrainResult:
         cfg, device = self.cfg, info.device
