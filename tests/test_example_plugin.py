@@ -1,7 +1,8 @@
 """The worked third-party plugin (examples/dimsum-spiral-scan): install it, then use it like a user would.
 
-Everything after the install runs in fresh interpreters: an editable install only becomes importable
-in a process that starts after it.
+It is installed into a temporary folder, not into the test environment, and everything after the install
+runs in fresh interpreters with that folder on their path: the environment running the tests never
+sees the plugin, so later tests (and later runs) collect the same registry.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -57,18 +59,21 @@ def dimsum(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 
 
 @pytest.fixture(scope="module")
-def installed() -> None:
+def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of an interpreter that has the example installed."""
     if importlib.util.find_spec("pip") is None:
         pytest.skip(f"pip is not available in {sys.executable}, so the example plugin cannot be installed")
-    # idempotent: re-installing the same editable package just refreshes it
+    source, site = tmp_path_factory.mktemp("spiral-src"), tmp_path_factory.mktemp("spiral-site")
+    shutil.copytree(EXAMPLE, source, dirs_exist_ok=True)  # pip builds in the source tree: keep ours clean
     result = run("-m", "pip", "install", "--no-deps", "--no-build-isolation", "--disable-pip-version-check",
-                 "--quiet", "-e", str(EXAMPLE))
+                 "--quiet", "--target", str(site), str(source))
     assert result.returncode == 0, result.stderr
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)}
 
 
 @pytest.fixture(scope="module")
-def plugin_rows(installed) -> list[dict[str, str]]:
-    result = dimsum("list-plugins", "--json")
+def plugin_rows(installed: dict[str, str]) -> list[dict[str, str]]:
+    result = dimsum("list-plugins", "--json", env=installed)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -81,7 +86,7 @@ def test_list_plugins_shows_the_spiral_scan(plugin_rows):
 
 
 def test_the_plugin_can_be_blocked(installed):
-    result = dimsum("list-plugins", "--json", env={"DIMSUM_DISABLE_PLUGINS": "spiral-scan"})
+    result = dimsum("list-plugins", "--json", env={**installed, "DIMSUM_DISABLE_PLUGINS": "spiral-scan"})
     rows = json.loads(result.stdout)
     assert not [r for r in rows if r["name"] == "spiral"]
     assert {"plugin": "spiral-scan", "status": "blocked"}.items() <= \
@@ -91,7 +96,7 @@ def test_the_plugin_can_be_blocked(installed):
 def test_recipes_using_the_spiral_scan_validate(installed):
     nodes = {"bare": "spiral", "mapping": {"name": "spiral"}, "typo": "spirl",
              "bad-key": {"name": "spiral", "window": 4}}
-    result = run("-c", VALIDATE_SCRIPT, json.dumps(nodes))
+    result = run("-c", VALIDATE_SCRIPT, json.dumps(nodes), env=installed)
     assert result.returncode == 0, result.stderr
     problems = json.loads(result.stdout)
     assert problems["bare"] == [] and problems["mapping"] == []
@@ -99,7 +104,7 @@ def test_recipes_using_the_spiral_scan_validate(installed):
     assert len(problems["bad-key"]) == 1 and "scan.window: unknown key" in problems["bad-key"][0]
 
 
-def test_dimsum_validate_accepts_a_training_recipe_with_the_spiral_scan(plugin_rows, tmp_path):
+def test_dimsum_validate_accepts_a_training_recipe_with_the_spiral_scan(installed, plugin_rows, tmp_path):
     if not any(r["kind"] == "job" and r["name"] == "train" for r in plugin_rows):
         pytest.skip("no `train` job is registered; test_recipes_using_the_spiral_scan_validate covers scan nodes")
     recipe = tmp_path / "spiral.yaml"
@@ -109,10 +114,10 @@ def test_dimsum_validate_accepts_a_training_recipe_with_the_spiral_scan(plugin_r
         model: {{name: dimsum-S/2, spatial_scan: spiral}}
         data: procedural
     """))
-    result = dimsum("validate", str(recipe))
+    result = dimsum("validate", str(recipe), env=installed)
     assert result.returncode == 0, result.stderr
     assert "valid (job: train)" in result.stdout
-    result = dimsum("validate", str(recipe), "model.wavelet_scan=spirl")
+    result = dimsum("validate", str(recipe), "model.wavelet_scan=spirl", env=installed)
     assert result.returncode == 2
     assert "model.wavelet_scan: unknown scan 'spirl'; did you mean 'spiral'?" in result.stderr
 
@@ -120,7 +125,8 @@ def test_dimsum_validate_accepts_a_training_recipe_with_the_spiral_scan(plugin_r
 def test_show_scan_draws_the_spiral(installed, tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "spiral.png"
-    result = dimsum("show-scan", "spiral", "--grid", "6", "--period", "--size", "100", "-o", str(out))
+    result = dimsum("show-scan", "spiral", "--grid", "6", "--period", "--size", "100", "-o", str(out),
+                    env=installed)
     assert result.returncode == 0, result.stderr
     assert "2 panels, 6x6 grid" in result.stdout
     from PIL import Image
