@@ -64,8 +64,8 @@ def shutdown(info: DistInfo) -> None:
 @contextmanager
 def leave_together(info: DistInfo) -> Iterator[None]:
     """Destroy the process group when the block ends. On success every rank first waits for the others:
-    a rank that tears the group down while a peer is still in a collective (rank 0 receiving a gather)
-    makes gloo abort that peer. On an error the group goes at once, so the other ranks fail, not hang."""
+    a rank that tears the group down while a peer is still in a collective with it (rank 0 receiving a
+    gather) can die in gloo with SIGABRT. On an error the group goes at once, so the others fail, not hang."""
     try:
         yield
         barrier(info)
