@@ -68,7 +68,7 @@ def test_missing_data_folder_is_one_line_and_nothing_is_written(tmp_path):
     code, output = run_cli(tmp_path, image_folder_recipe(out, tmp_path / "nope"))
     assert code == 2
     lines = output.strip().splitlines()
-    assert lines[-1].startswith("error: ") and "nope: no such data folder; set data.root" in lines[-1]
+    assert lines[-1].startswith("error: ") and "nope: no such data folder; give a folder of images (in a recipe: data.root)" in lines[-1]
     assert "Traceback" not in output
     assert snapshot(out) == {"notes.txt": hashlib.sha1(b"keep me").hexdigest()}
 

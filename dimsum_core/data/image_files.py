@@ -57,9 +57,9 @@ def find_images(root: str | Path, labels: LabelMode = "auto",
     """
     root = Path(root).expanduser()
     if not root.exists():
-        raise DataError(f"{root}: no such data folder; set data.root to a folder of images")
+        raise DataError(f"{root}: no such data folder; give a folder of images (in a recipe: data.root)")
     if not root.is_dir():
-        raise DataError(f"{root}: is a file; data.root must be a folder of images (or of class sub-folders)")
+        raise DataError(f"{root}: is a file; give a folder of images or of class sub-folders (in a recipe: data.root)")
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     class_dirs = [d for d in class_dirs if _images_under(d)]
     if labels == "folders" and not class_dirs:
