@@ -63,3 +63,31 @@ def test_two_gloo_processes_match_one_process(tmp_path, free_port):
     sb = torch.load(ddp / "checkpoints" / "0000004" / "train_state.pt", weights_only=True)
     for i, state in sa["optimizer"]["state"].items():
         torch.testing.assert_close(sb["optimizer"]["state"][i]["exp_avg"], state["exp_avg"], rtol=0, atol=1e-6)
+
+
+def _leaving_worker(rank: int, port: int, out_dir: str) -> None:
+    import time
+
+    from dimsum_core.sampling.generate import gather_to_main
+    from dimsum_core.train.distributed import init_distributed, leave_together
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
+                      LOCAL_RANK=str(rank))
+    info = init_distributed("cpu")
+    with leave_together(info):
+        parts = gather_to_main(rank, info.world_size)
+        if info.is_main:
+            assert parts == [0, 1]
+            time.sleep(0.5)  # rank 0 still writes its output; rank 1 has nothing left to do
+            Path(out_dir, "main-done").write_text(repr(time.time()))
+    Path(out_dir, f"left-{rank}").write_text(repr(time.time()))
+
+
+@pytest.mark.slow
+def test_ranks_leave_together(tmp_path, free_port):
+    """A rank with nothing left to do waits for the others before the group is destroyed (tearing gloo down
+    while rank 0 was still busy aborted rank 1 now and then)."""
+    mp.spawn(_leaving_worker, args=(free_port, str(tmp_path)), nprocs=2, join=True)
+    main_done = float((tmp_path / "main-done").read_text())
+    assert float((tmp_path / "left-1").read_text()) >= main_done
+    assert float((tmp_path / "left-0").read_text()) >= main_done
