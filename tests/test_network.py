@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -37,6 +39,69 @@ def test_wavelets_reconstruct_and_agree(levels: int) -> None:
     torch.testing.assert_close(pw(x), c, atol=2e-6, rtol=0)  # same coefficients, same band order
     torch.testing.assert_close(pw.inverse(c), x, atol=2e-6, rtol=0)
     assert torch.allclose(c.pow(2).sum(), x.pow(2).sum(), rtol=1e-5)  # orthonormal
+
+
+def reference_haar_packet(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """The 2x2-block definition, one slice and one sum at a time (the reference twin of HaarPacket)."""
+    bands = [x]
+    for _ in range(levels):
+        children = []
+        for band in bands:
+            a, b = band[..., 0::2, 0::2], band[..., 0::2, 1::2]
+            c, d = band[..., 1::2, 0::2], band[..., 1::2, 1::2]
+            children += [((a + b) + (c + d)) * 0.5, ((a + b) - (c + d)) * 0.5,
+                         ((a - b) + (c - d)) * 0.5, ((a - b) - (c - d)) * 0.5]
+        bands = children
+    return torch.stack(bands, dim=1).flatten(1, 2)  # band-major: (N, 4**levels * C, h, w)
+
+
+def reference_haar_packet_inverse(coeffs: torch.Tensor, levels: int) -> torch.Tensor:
+    """Each band's 2x2 blocks from its four children, the last level first."""
+    n, k, h, w = coeffs.shape
+    bands = list(coeffs.reshape(n, 4**levels, k // 4**levels, h, w).unbind(1))
+    for _ in range(levels):
+        parents = []
+        for ll, lh, hl, hh in zip(*[iter(bands)] * 4, strict=True):
+            top_sum, bottom_sum, top_diff, bottom_diff = ll + lh, ll - lh, hl + hh, hl - hh
+            block = torch.empty(*ll.shape[:-2], 2 * ll.shape[-2], 2 * ll.shape[-1], dtype=ll.dtype)
+            block[..., 0::2, 0::2], block[..., 0::2, 1::2] = (top_sum + top_diff) * 0.5, (top_sum - top_diff) * 0.5
+            block[..., 1::2, 0::2], block[..., 1::2, 1::2] = (bottom_sum + bottom_diff) * 0.5, (bottom_sum - bottom_diff) * 0.5
+            parents.append(block)
+        bands = parents
+    return bands[0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("levels", [1, 2, 3])
+def test_haar_packet_is_bitwise_its_reference_twin(levels: int, dtype: torch.dtype) -> None:
+    x = torch.randn(2, 3, 16, 24, generator=torch.Generator().manual_seed(levels), dtype=dtype)
+    haar = HaarPacket(levels=levels)
+    coeffs = reference_haar_packet(x, levels)
+    assert torch.equal(haar(x), coeffs)
+    assert torch.equal(haar.inverse(coeffs), reference_haar_packet_inverse(coeffs, levels))
+    # gradients: the backward of each butterfly is a butterfly; compare with autograd through the twin
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    weight = torch.randn(coeffs.shape, generator=torch.Generator().manual_seed(9), dtype=dtype)
+    (haar(xa) * weight).sum().backward()
+    (reference_haar_packet(xb, levels) * weight).sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-6, atol=1e-6)
+    c = coeffs.clone().requires_grad_()
+    (haar.inverse(c) * x).sum().backward()
+    # the inverse is the transpose of the orthonormal forward, so its gradient is the forward transform
+    torch.testing.assert_close(c.grad, coeffs, rtol=1e-6, atol=1e-6)
+
+
+def test_haar_packet_launches_five_kernels_each_way() -> None:
+    """Two butterflies a level plus one scaling (it was 20 kernels forward, 30 inverse, 138 for forward,
+    inverse and backward: benchmarks/wavelet.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("wavelet_bench", Path(__file__).parents[1] / "benchmarks" / "wavelet.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.measure(2, 8, 8, 2, torch.device("cpu"), repeats=1)
+    assert (result["kernels_forward"], result["kernels_inverse"]) == (5, 5)
+    assert result["kernels_forward_inverse_backward"] <= 26
 
 
 def test_other_families_reconstruct_and_wavelets_stay_float32_under_autocast() -> None:
