@@ -82,7 +82,7 @@ def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int)
 
 
 def measure(batch: int, channels: int, grid: int, levels: int, device: torch.device, repeats: int) -> dict:
-    haar = HaarPacket(levels=levels)
+    haar = HaarPacket(levels=levels).to(device)
     x = torch.randn(batch, channels, grid, grid, device=device)
     coeffs = haar(x)
     xg = x.clone().requires_grad_()

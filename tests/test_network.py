@@ -91,6 +91,15 @@ def test_haar_packet_is_bitwise_its_reference_twin(levels: int, dtype: torch.dty
     torch.testing.assert_close(c.grad, coeffs, rtol=1e-6, atol=1e-6)
 
 
+def test_haar_packet_follows_its_input_device() -> None:
+    """A transform used on its own, never moved with .to(), still works on another device (meta here)."""
+    haar = HaarPacket(levels=2)
+    x = torch.empty(1, 2, 8, 8, device="meta", requires_grad=True)
+    c = haar(x)
+    assert c.device.type == "meta" and c.shape == (1, 32, 2, 2)
+    assert haar.inverse(c).shape == x.shape
+
+
 def test_haar_packet_launches_five_kernels_each_way() -> None:
     """Two butterflies a level plus one scaling (it was 20 kernels forward, 30 inverse, 138 for forward,
     inverse and backward: benchmarks/wavelet.py)."""

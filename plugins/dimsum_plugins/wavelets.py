@@ -74,7 +74,7 @@ class HaarPacket(WaveletTransform):
         self.register_buffer("sign", torch.tensor([1.0, -1.0]), persistent=False)
 
     def _butterfly(self, x: torch.Tensor, src: int, dst: int) -> torch.Tensor:
-        return _Butterfly.apply(x, self.sign.to(x.dtype), src, dst)
+        return _Butterfly.apply(x, self.sign.to(x.device, x.dtype), src, dst)  # no-op once moved with .to()
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         """(N, B, C, H, W) -> (N, B*4, C, H/2, W/2), unscaled: every band splits into its 4 children."""
