@@ -63,7 +63,7 @@ def reference_haar_packet_inverse(coeffs: torch.Tensor, levels: int) -> torch.Te
         parents = []
         for ll, lh, hl, hh in zip(*[iter(bands)] * 4, strict=True):
             top_sum, bottom_sum, top_diff, bottom_diff = ll + lh, ll - lh, hl + hh, hl - hh
-            block = torch.empty(*ll.shape[:-2], 2 * ll.shape[-2], 2 * ll.shape[-1], dtype=ll.dtype)
+            block = torch.empty(*ll.shape[:-2], 2 * ll.shape[-2], 2 * ll.shape[-1], dtype=ll.dtype, device=ll.device)
             block[..., 0::2, 0::2], block[..., 0::2, 1::2] = (top_sum + top_diff) * 0.5, (top_sum - top_diff) * 0.5
             block[..., 1::2, 0::2], block[..., 1::2, 1::2] = (bottom_sum + bottom_diff) * 0.5, (bottom_sum - bottom_diff) * 0.5
             parents.append(block)
@@ -71,17 +71,18 @@ def reference_haar_packet_inverse(coeffs: torch.Tensor, levels: int) -> torch.Te
     return bands[0]
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("levels", [1, 2, 3])
-def test_haar_packet_is_bitwise_its_reference_twin(levels: int, dtype: torch.dtype) -> None:
-    x = torch.randn(2, 3, 16, 24, generator=torch.Generator().manual_seed(levels), dtype=dtype)
-    haar = HaarPacket(levels=levels)
+def test_haar_packet_is_bitwise_its_reference_twin(levels: int, dtype: torch.dtype, device: str) -> None:
+    x = torch.randn(2, 3, 16, 24, generator=torch.Generator().manual_seed(levels), dtype=dtype).to(device)
+    haar = HaarPacket(levels=levels).to(device)
     coeffs = reference_haar_packet(x, levels)
     assert torch.equal(haar(x), coeffs)
     assert torch.equal(haar.inverse(coeffs), reference_haar_packet_inverse(coeffs, levels))
     # gradients: the backward of each butterfly is a butterfly; compare with autograd through the twin
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
-    weight = torch.randn(coeffs.shape, generator=torch.Generator().manual_seed(9), dtype=dtype)
+    weight = torch.randn(coeffs.shape, generator=torch.Generator().manual_seed(9), dtype=dtype).to(device)
     (haar(xa) * weight).sum().backward()
     (reference_haar_packet(xb, levels) * weight).sum().backward()
     torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-6, atol=1e-6)
