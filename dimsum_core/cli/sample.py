@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 from rich.console import Console
 from rich.table import Table
 
-from dimsum_core.config.load import RecipeLoader
+from dimsum_core.config.load import parse_yaml
 from dimsum_core.errors import DimsumError
 from dimsum_core.sampling.generate import (
     GeneratedBatch,
@@ -35,7 +34,7 @@ def parse_options(text: tuple[str, ...]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise DimsumError(f"expected KEY=VALUE, got '{item}'")
-        options[key] = yaml.load(value, Loader=RecipeLoader)
+        options[key] = parse_yaml(value)
     return options
 
 

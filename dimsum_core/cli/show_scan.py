@@ -9,7 +9,7 @@ import click
 import torch
 import yaml
 
-from dimsum_core.config.load import RecipeLoader
+from dimsum_core.config.load import parse_yaml
 from dimsum_core.errors import DimsumError, RecipeError, ScanError
 from dimsum_core.interfaces.scan import ScanOrder, checked_order
 
@@ -27,7 +27,7 @@ def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:
         if not sep or not key:
             raise RecipeError(f"show-scan: --set '{item}' is not key=value (e.g. --set window=4)")
         try:
-            kwargs[key] = yaml.load(value, Loader=RecipeLoader) if value else ""
+            kwargs[key] = parse_yaml(value) if value else ""
         except yaml.YAMLError:
             kwargs[key] = value
     return kwargs

@@ -45,13 +45,18 @@ def find_recipe(ref: str) -> Path:
     raise RecipeError(f"{ref}: no such recipe file{hint_text}")
 
 
-class RecipeLoader(yaml.SafeLoader):
+class _RecipeLoader(yaml.SafeLoader):
     """YAML's safe loader that also reads ``1e-4`` (no dot, as everyone writes learning rates) as a
     number; plain YAML 1.1 reads it as a string."""
 
 
-RecipeLoader.add_implicit_resolver(
+_RecipeLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"), list("-+0123456789."))
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that reads ``1e-4`` as a number: for recipe files, overrides and CLI options."""
+    return yaml.load(text, Loader=_RecipeLoader)
 
 
 def _read_yaml(path: Path) -> DictConfig:
@@ -60,7 +65,7 @@ def _read_yaml(path: Path) -> DictConfig:
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read the recipe ({exc.strerror})") from None
     try:
-        data = yaml.load(text, Loader=RecipeLoader)
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -97,7 +102,7 @@ def apply_overrides(cfg: DictConfig, overrides: list[str], path: str) -> DictCon
         if not key:
             raise RecipeError(f"{path}: override '{item}' has no key")
         try:
-            parsed = yaml.load(value, Loader=RecipeLoader) if value != "" else ""
+            parsed = parse_yaml(value) if value != "" else ""
         except yaml.YAMLError:
             parsed = value
         try:

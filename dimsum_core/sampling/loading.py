@@ -13,7 +13,7 @@ import yaml
 
 from dimsum_core.checkpoint import EMA_WEIGHTS, MODEL_WEIGHTS, RECIPE
 from dimsum_core.config.build import split_node
-from dimsum_core.config.load import RecipeLoader
+from dimsum_core.config.load import parse_yaml
 from dimsum_core.errors import CheckpointError, DimsumError
 from dimsum_core.interfaces.model import FlowModel
 from dimsum_core.models import load_model
@@ -50,7 +50,7 @@ def _recipe(directory: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        data = yaml.load(path.read_text(), Loader=RecipeLoader)
+        data = parse_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise CheckpointError(f"{path}: unreadable YAML ({exc})") from None
     return data if isinstance(data, dict) else None
