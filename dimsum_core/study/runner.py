@@ -31,7 +31,6 @@ from dimsum_core.study.evaluation import StudyEvaluator
 from dimsum_core.train.batches import slot_seeds
 from dimsum_core.train.ema import create_ema, update_ema
 from dimsum_core.train.loop import find_unused_parameters
-from dimsum_core.train.schedule import lr_at
 
 
 @dataclass
@@ -104,9 +103,9 @@ def train_arm(arm: Arm, seed: int, images: int, eval_every_images: int, train: S
         if k == 0:  # a fresh permutation per epoch, from (seed, epoch)
             order_gen.manual_seed(seed * 1_000_003 + epoch)
             order = torch.randperm(len(train), generator=order_gen, device=device)
+        lr = cfg.lr_for(step, total_steps)
         for group in optimizer.param_groups:  # as `dimsum run`: the lr is a function of the step
-            group["lr"] = lr_at(step, lr=cfg.lr, total_steps=total_steps, schedule=cfg.lr_schedule,
-                                warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio)
+            group["lr"] = lr
         idx = order[k * batch:(k + 1) * batch]
         x1, y = decode(images_dev[idx]), labels_dev[idx]
         noise_gen.manual_seed(slot_seeds(seed, 0, 1, step)[0])

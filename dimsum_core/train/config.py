@@ -12,7 +12,7 @@ from typing import Any, Literal, TypeVar
 
 from dimsum_core.config.spec import Spec
 from dimsum_core.errors import RecipeError
-from dimsum_core.train.schedule import LrSchedule
+from dimsum_core.train.schedule import LrSchedule, lr_at
 
 Precision = Literal["fp32", "tf32", "bf16"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -44,6 +44,11 @@ class TrainConfig:
     grad_accum: int = 1
     num_workers: int = 4
     device: Device = "auto"
+
+    def lr_for(self, step: int, total_steps: int) -> float:
+        """The lr of optimizer step ``step`` under this config's schedule (a pure function of the step)."""
+        return lr_at(step, lr=self.lr, total_steps=total_steps, schedule=self.lr_schedule,
+                     warmup_steps=self.warmup_steps, min_lr_ratio=self.min_lr_ratio)
 
 
 @dataclass(frozen=True)

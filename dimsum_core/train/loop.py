@@ -34,7 +34,6 @@ from dimsum_core.train.config import CheckpointConfig, LogConfig, TrainConfig
 from dimsum_core.train.ema import create_ema, update_ema
 from dimsum_core.train.metrics import MetricsLog
 from dimsum_core.train.preview import SampleGrid
-from dimsum_core.train.schedule import lr_at
 
 STATE_FORMAT = 1
 
@@ -290,8 +289,7 @@ class Trainer:
                 model.train()
                 while step < cfg.steps:
                     started = time.perf_counter()
-                    lr = lr_at(step, lr=cfg.lr, total_steps=cfg.steps, schedule=cfg.lr_schedule,
-                               warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio)
+                    lr = cfg.lr_for(step, cfg.steps)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                     loss, grad_norm = self._train_step(net, model, objective, optimizer, batches, generator,
