@@ -7,15 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from numerics import rel_l2
 
 from dimsum_core.config import build
 from dimsum_core.official import model_from_official, read_official
 
 pytestmark = pytest.mark.gpu
-
-
-def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
 def l2_block(backend: str) -> torch.nn.Module:

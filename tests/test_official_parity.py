@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from numerics import rel_l2
 from safetensors.torch import load_file, save_file
 
 from dimsum_core import load_model
@@ -19,10 +20,6 @@ from dimsum_core.official import infer_config, model_from_official, read_officia
 def official(fixtures: Path, name: str) -> tuple[dict, dict]:
     sd = {k: v.float() for k, v in load_file(str(fixtures / name / "state_dict.safetensors")).items()}
     return sd, load_file(str(fixtures / name / "io.safetensors"))
-
-
-def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
 @pytest.mark.parametrize("name", ["A", "B"])
