@@ -223,10 +223,10 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             raise DimsumError(f"{results_path} holds a study with other settings ({', '.join(differ) or 'settings'} "
                               f"differ); rerun with the same settings, or use another --out")
         settings["date"] = old["date"]  # the study's start; a continued run does not move it
-        settings["commands"] = [c for c in dict.fromkeys([*old.get("commands", [old["command"]]), settings["command"]])]
+        settings["commands"] = list(dict.fromkeys([*old.get("commands", [old["command"]]), settings["command"]]))
         settings["jobs"] = max(old.get("jobs", 1), settings["jobs"])
         settings["seeds"] = sorted(set(old["seeds"]) | set(seeds))
-        settings["arms"] = [a for a in dict.fromkeys([*old["arms"], *names])]
+        settings["arms"] = list(dict.fromkeys([*old["arms"], *names]))
         results["settings"] = settings
     else:
         results = {"format": FORMAT, "settings": settings, "runs": {}, "_dir": str(out)}
