@@ -10,6 +10,7 @@ paper's precision); "bf16" is bf16 autocast with float32 weights.
 
 from __future__ import annotations
 
+import inspect
 import json
 import statistics
 import time
@@ -58,8 +59,13 @@ def set_precision(tf32: bool) -> None:
     torch.backends.cudnn.allow_tf32 = tf32
 
 
-def build(name: str, latent: int, **overrides: Any) -> nn.Module:
+def build(name: str, latent: int, mixer_backend: str = "auto") -> nn.Module:
+    """The preset on the GPU, its Mamba mixers (if it has any) on ``mixer_backend``."""
+    from dimsum_core.plugin.manager import registry
+
     torch.manual_seed(0)
+    takes_mixer = "mixer" in inspect.signature(registry("model").get(name).factory).parameters
+    overrides = {"mixer": {"name": "mamba", "backend": mixer_backend}} if takes_mixer else {}
     return create_model(name, input_size=latent, num_classes=1000, **overrides).cuda()
 
 
@@ -84,11 +90,11 @@ def train_step_fn(model: nn.Module, batch: int, latent: int, bf16: bool) -> Call
 
 
 def measure_training(name: str, latent: int, batch: int, bf16: bool, repeats: int,
-                     compile: bool = False) -> dict[str, Any]:
+                     compile: bool = False, mixer_backend: str = "auto") -> dict[str, Any]:
     """One training step's throughput; with ``compile``, of ``torch.compile(model)`` (default mode),
     timed after the first step, which compiles (its wall time is reported as ``compile_s``)."""
     set_precision(True)
-    model = build(name, latent).train()
+    model = build(name, latent, mixer_backend).train()
     torch.cuda.reset_peak_memory_stats()
     extra: dict[str, Any] = {}
     try:
@@ -109,10 +115,11 @@ def measure_training(name: str, latent: int, batch: int, bf16: bool, repeats: in
 
 
 @torch.no_grad()
-def measure_forward(name: str, latent: int, batch: int, repeats: int, graph: bool = False) -> dict[str, Any]:
+def measure_forward(name: str, latent: int, batch: int, repeats: int, graph: bool = False,
+                    mixer_backend: str = "auto") -> dict[str, Any]:
     """Forward latency in TF32, eager or replayed from a CUDA graph (as `dimsum sample --cuda-graph`)."""
     set_precision(True)
-    model = build(name, latent).eval()
+    model = build(name, latent, mixer_backend).eval()
     forward = CudaGraphForward(model) if graph else model
     x = torch.randn(batch, 4, latent, latent, device="cuda")
     t = torch.rand(batch, device="cuda")
@@ -136,10 +143,10 @@ def part_of(module: nn.Module, name: str) -> str | None:
 
 
 @torch.no_grad()
-def forward_breakdown(name: str, latent: int, batch: int) -> dict[str, float]:
+def forward_breakdown(name: str, latent: int, batch: int, mixer_backend: str = "auto") -> dict[str, float]:
     """Share of forward GPU time per part, from CUDA events around each tagged module."""
     set_precision(True)
-    model = build(name, latent).eval()
+    model = build(name, latent, mixer_backend).eval()
     events: dict[str, list[tuple[torch.cuda.Event, torch.cuda.Event]]] = defaultdict(list)
     hooks = []
     for mod_name, module in model.named_modules():
@@ -189,15 +196,21 @@ def forward_breakdown(name: str, latent: int, batch: int) -> dict[str, float]:
 
 
 def run(models: list[str], out: str, repeats: int = 5, batch_256: int = 64, batch_512: int = 16,
-        sizes: tuple[int, ...] = (256, 512), compile: bool = False) -> dict:
+        sizes: tuple[int, ...] = (256, 512), compile: bool = False, mixer_backend: str = "auto") -> dict:
     """Measure every model at each of ``sizes`` (px), print the table, write JSON to ``out``; returns
-    the result. ``compile`` adds bf16 training of the ``torch.compile``d model."""
+    the result. ``compile`` adds bf16 training of the ``torch.compile``d model; ``mixer_backend`` is
+    the Mamba mixers' backend (auto, triton, cuda, torch)."""
     if not torch.cuda.is_available():
         raise DimsumError("the GPU benchmark needs a CUDA GPU (this machine has none)")
+    from dimsum_core.ops.backend import require_backend, resolve_backend
+
+    require_backend(mixer_backend)
     t0 = time.time()
     peak = matmul_peak_tflops()
     result: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
-                              "bf16_matmul_peak_tflops": peak, "models": {}}
+                              "bf16_matmul_peak_tflops": peak,
+                              "mixer_backend": f"{mixer_backend} -> {resolve_backend(mixer_backend, torch.device('cuda'))}",
+                              "models": {}}
     for name in models:
         r: dict[str, Any] = {}
         for px, latent, batch in ((256, 32, batch_256), (512, 64, batch_512)):
@@ -210,15 +223,16 @@ def run(models: list[str], out: str, repeats: int = 5, batch_256: int = 64, batc
             variants = [("train_tf32", False, False), ("train_bf16", True, False)]
             variants += [("train_bf16_compiled", True, True)] if compile else []
             for key, bf16, compiled in variants:
-                m = measure_training(name, latent, batch, bf16, repeats, compile=compiled)
+                m = measure_training(name, latent, batch, bf16, repeats, compile=compiled, mixer_backend=mixer_backend)
                 if "img_per_s" in m:
                     m["mfu"] = m["img_per_s"] * train_flops / (peak * 1e12)
                 entry[key] = m
             if px == 256:
-                entry["forward_b1_tf32"] = measure_forward(name, latent, 1, repeats)
-                entry["forward_b1_tf32_cuda_graph"] = measure_forward(name, latent, 1, repeats, graph=True)
-                entry["forward_b64_tf32"] = measure_forward(name, latent, 64, repeats)
-                entry["forward_breakdown_b64"] = forward_breakdown(name, latent, 64)
+                entry["forward_b1_tf32"] = measure_forward(name, latent, 1, repeats, mixer_backend=mixer_backend)
+                entry["forward_b1_tf32_cuda_graph"] = measure_forward(name, latent, 1, repeats, graph=True,
+                                                                      mixer_backend=mixer_backend)
+                entry["forward_b64_tf32"] = measure_forward(name, latent, 64, repeats, mixer_backend=mixer_backend)
+                entry["forward_breakdown_b64"] = forward_breakdown(name, latent, 64, mixer_backend)
             r[f"{px}px"] = entry
             print(name, px, json.dumps(entry), flush=True)
         result["models"][name] = r
@@ -230,7 +244,8 @@ def run(models: list[str], out: str, repeats: int = 5, batch_256: int = 64, batc
 
 
 def print_table(result: dict[str, Any]) -> None:
-    print(f"\n{result['gpu']}, torch {result['torch']}, bf16 matmul peak {result['bf16_matmul_peak_tflops']:.0f} TFLOP/s")
+    print(f"\n{result['gpu']}, torch {result['torch']}, bf16 matmul peak {result['bf16_matmul_peak_tflops']:.0f} TFLOP/s, "
+          f"mixer backend {result.get('mixer_backend', 'auto')}")
     print(f"{'model':<12}{'px':>5}{'batch':>7}{'train tf32':>12}{'train bf16':>12}{'MFU bf16':>10}"
           f"{'peak GiB':>10}{'fwd b1 ms':>11}{'graphed':>9}{'fwd b64 img/s':>15}{'compiled bf16':>15}")
     for name, by_px in result["models"].items():

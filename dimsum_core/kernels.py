@@ -1,4 +1,5 @@
-"""Detection of the optional compiled kernels (mamba-ssm, causal-conv1d).
+"""Detection of the GPU kernels: dimsum's own Triton kernels, and the optional compiled mamba-ssm and
+causal-conv1d.
 
 Nothing here imports ``mamba_ssm`` unless CUDA is present and the caller asks: importing any of its
 submodules runs its package ``__init__``, which needs Triton and the compiled extension.
@@ -18,6 +19,7 @@ class KernelStatus:
     installed: bool
     loads: bool
     detail: str
+    version: str = ""
 
 
 def _installed(module: str) -> bool:
@@ -56,3 +58,21 @@ def causal_conv1d_status() -> KernelStatus:
     except Exception as exc:
         return KernelStatus("causal-conv1d", True, False, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
     return KernelStatus("causal-conv1d", True, True, "fused causal conv1d loads")
+
+
+@functools.cache
+def triton_status() -> KernelStatus:
+    """Whether dimsum's Triton kernels can run here: Triton imports, the kernels compile to its API, and
+    a CUDA device is present. (Nothing is compiled for the GPU until the first call.)"""
+    import torch
+
+    if not _installed("triton"):
+        return KernelStatus("triton", False, False, "not installed (CUDA builds of torch bring it)")
+    try:
+        triton = importlib.import_module("triton")
+        importlib.import_module("dimsum_core.ops.triton_kernels")
+    except Exception as exc:
+        return KernelStatus("triton", True, False, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+    if not torch.cuda.is_available():
+        return KernelStatus("triton", True, False, "installed, but no CUDA device", triton.__version__)
+    return KernelStatus("triton", True, True, "scan and conv kernels load", triton.__version__)

@@ -14,6 +14,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# Without CUDA, dimsum's Triton kernels run in Triton's interpreter (read when the kernels are defined).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("DIMSUM_FIXTURES", REPO.parent / "shared" / "fixtures" / "official_parity"))
 

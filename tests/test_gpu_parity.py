@@ -1,5 +1,5 @@
-"""GPU: the fused CUDA backend and the pure-PyTorch backend compute the same DiM-L/2 block, and the
-official fixtures are reproduced on the GPU with the fused kernels."""
+"""GPU: the Triton and mamba-ssm backends compute the same DiM-L/2 block as the pure-PyTorch backend,
+and the official fixtures are reproduced on the GPU through every kernel path."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 from numerics import rel_l2
 
 from dimsum_core.config import build
+from dimsum_core.kernels import mamba_status, triton_status
 from dimsum_core.official import model_from_official, read_official
 
 pytestmark = pytest.mark.gpu
@@ -27,10 +28,18 @@ def _exact_float32(no_tf32: None) -> None:
     """Every test here compares in float32 without TF32."""
 
 
+def needs(backend: str) -> None:
+    status = triton_status() if backend == "triton" else mamba_status()
+    if not status.loads:
+        pytest.skip(f"{status.name} kernels do not load: {status.detail}")
+
+
 # (precision, tolerance on rel. L2 of outputs and gradients)
 @pytest.mark.parametrize("precision, tol", [("float32", 1e-4), ("bf16", 3e-2)])
-def test_l2_block_cuda_vs_torch_backend(precision: str, tol: float) -> None:
-    fused, plain = l2_block("cuda"), l2_block("torch")
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_l2_block_gpu_vs_torch_backend(backend: str, precision: str, tol: float) -> None:
+    needs(backend)
+    fused, plain = l2_block(backend), l2_block("torch")
     plain.load_state_dict(fused.state_dict())
     g = torch.Generator(device="cuda").manual_seed(1)
     x = torch.randn(2, 256, 1024, device="cuda", generator=g)
@@ -51,26 +60,29 @@ def test_l2_block_cuda_vs_torch_backend(precision: str, tol: float) -> None:
     assert worst < 5 * tol, worst
 
 
-@pytest.mark.parametrize("path", ["fused", "scan-kernel"])
+@pytest.mark.parametrize("path", ["triton", "fused", "scan-kernel"])
 @pytest.mark.parametrize("name", ["A", "B"])
-def test_official_fixtures_with_cuda_kernels(official_fixtures: Path, name: str, path: str,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both CUDA paths reproduce the official outputs: eager's fused ``mamba_inner_fn`` and the scan
-    kernel as custom ops, which is what compiled code (and a host without causal-conv1d) runs."""
+def test_official_fixtures_with_gpu_kernels(official_fixtures: Path, name: str, path: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every GPU path reproduces the official outputs: dimsum's Triton kernels (the default), and
+    mamba-ssm's fused ``mamba_inner_fn`` and its scan kernel as custom ops (the reference backend)."""
     from safetensors.torch import load_file
 
-    from dimsum_core.ops.backend import cuda_kernels
     from dimsum_plugins import mixers
 
-    if path == "fused" and not cuda_kernels().has_causal_conv1d:
-        pytest.skip("the fused path needs causal-conv1d")
+    needs("triton" if path == "triton" else "cuda")
+    if path == "fused":
+        from dimsum_core.ops.backend import cuda_kernels
+
+        if not cuda_kernels().has_causal_conv1d:
+            pytest.skip("the fused path needs causal-conv1d")
     monkeypatch.setattr(mixers, "_kernel_path", lambda backend, device_type: path)
     io = {k: v.cuda() for k, v in load_file(str(official_fixtures / name / "io.safetensors")).items()}
     sd = read_official(official_fixtures / name / "state_dict.safetensors")["ema"]
     model = model_from_official(sd).cuda().eval()
     for blk in model.blocks:
         for branch in (blk.spatial_mamba, blk.freq_mamba):
-            branch.mixer.backend = "cuda"
+            branch.mixer.backend = "triton" if path == "triton" else "cuda"
     with torch.no_grad():
         out = model(io["x"], io["t"], io["y"])
     # fused kernels round differently from the float64 reference: float32 tolerance of the README

@@ -16,7 +16,7 @@ from torch import nn
 
 from dimsum_core.config.build import build
 from dimsum_core.errors import DimsumError, RecipeError
-from dimsum_core.kernels import mamba_status
+from dimsum_core.kernels import KernelStatus, mamba_status, triton_status
 from dimsum_core.ops import backend as backend_module
 from dimsum_core.ops.causal_conv1d import causal_conv1d
 from dimsum_core.ops.selective_scan import selective_scan_reference
@@ -194,20 +194,40 @@ def test_explicit_cuda_without_kernels_is_a_one_line_error():
     assert "\n" not in str(info.value)
 
 
-def test_auto_falls_back_with_one_warning(monkeypatch):
-    monkeypatch.setattr(backend_module, "_fallback_warned", False)
-    m = Mamba(16)
+def test_auto_on_the_cpu_is_silent():
+    """On a CPU the PyTorch scan is the only path, not news: no warning."""
     x = torch.randn(1, 5, 16)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        m(x)
-        m(x)
-        Mamba(16)(x)
-    fallback = [w for w in caught if "pure-PyTorch selective scan" in str(w.message)]
-    assert len(fallback) == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        Mamba(16)(x)
         Mamba(16, backend="torch")(x)
+
+
+def test_auto_on_a_gpu_without_triton_falls_back_with_one_warning(monkeypatch):
+    unavailable = KernelStatus("triton", False, False, "not installed")
+    monkeypatch.setattr(backend_module, "triton_status", lambda: unavailable)
+    monkeypatch.setattr(backend_module, "_fallback_warned", False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert backend_module.resolve_backend("auto", torch.device("cuda")) == "torch"
+        assert backend_module.resolve_backend("auto", torch.device("cuda")) == "torch"
+    fallback = [w for w in caught if "pure-PyTorch selective scan" in str(w.message)]
+    assert len(fallback) == 1
+    assert "Triton" in str(fallback[0].message) and "not installed" in str(fallback[0].message)
+
+
+def test_auto_on_a_gpu_with_triton_takes_triton(monkeypatch):
+    monkeypatch.setattr(backend_module, "triton_status", lambda: KernelStatus("triton", True, True, "", "3.6.0"))
+    assert backend_module.resolve_backend("auto", torch.device("cuda")) == "triton"
+    assert backend_module.resolve_backend("auto", torch.device("cpu")) == "torch"
+    assert backend_module.resolve_backend("auto", torch.device("meta")) == "torch"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_explicit_triton_without_a_gpu_is_a_one_line_error():
+    with pytest.raises(DimsumError, match="backend='triton' needs Triton and a CUDA device") as info:
+        Mamba(16, backend="triton")
+    assert "\n" not in str(info.value)
 
 
 def test_cpu_use_never_imports_mamba_ssm():
@@ -223,12 +243,13 @@ def test_cpu_use_never_imports_mamba_ssm():
 @pytest.mark.gpu
 @pytest.mark.parametrize("autocast", [False, True], ids=["float32", "bf16-autocast"])
 @pytest.mark.parametrize("conditioning", ["official", "conv-input"])
-def test_cuda_backend_matches_torch_backend(autocast, conditioning, no_tf32):
-    status = mamba_status()
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_gpu_backend_matches_torch_backend(backend, autocast, conditioning, no_tf32):
+    status = mamba_status() if backend == "cuda" else triton_status()
     if not status.loads:
-        pytest.skip(f"mamba-ssm kernels do not load: {status.detail}")
+        pytest.skip(f"{status.name} kernels do not load: {status.detail}")
     torch.manual_seed(0)
-    fused = perturbed(Mamba(64, 128, backend="cuda", conditioning=conditioning), seed=2).cuda()
+    fused = perturbed(Mamba(64, 128, backend=backend, conditioning=conditioning), seed=2).cuda()
     plain = Mamba(64, 128, backend="torch", conditioning=conditioning).cuda()
     plain.load_state_dict(fused.state_dict())
     if conditioning == "conv-input":

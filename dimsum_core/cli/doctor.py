@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dimsum_core.kernels import causal_conv1d_status, mamba_status
+from dimsum_core.kernels import causal_conv1d_status, mamba_status, triton_status
+from dimsum_core.ops.backend import auto_path_reason
 
 
 def _version(dist: str) -> str | None:
@@ -40,22 +41,25 @@ def diagnose() -> list[tuple[str, str, str]]:
     rows = [("python", platform.python_version(), ""),
             ("torch", torch.__version__, "")]
     if torch.cuda.is_available():
-        rows.append(("cuda", f"{torch.version.cuda} on {torch.cuda.get_device_name(0)}",
-                     "GPU training and the fused Mamba kernels are possible"))
+        rows.append(("cuda", f"{torch.version.cuda} on {torch.cuda.get_device_name(0)}", "GPU training is possible"))
     else:
-        rows.append(("cuda", "not available", "CPU only: the pure-PyTorch Mamba scan is used "
-                     "(fine for tests and tiny models; train real models on a GPU)"))
+        rows.append(("cuda", "not available", "CPU only: fine for tests and tiny models; train real models on a GPU"))
+    t = triton_status()
+    rows.append(("triton", (t.version or _version("triton") or "") + ("" if t.loads else f" ({t.detail})")
+                 if t.installed else "not installed",
+                 "dimsum's Triton scan and conv kernels run here" if t.loads else
+                 "dimsum's Triton kernels need Triton and a CUDA device (a CUDA build of torch brings Triton)"))
+    backend, why = auto_path_reason()
+    rows.append(("mixer backend", f"auto -> {backend}", why))
     m = mamba_status()
     rows.append(("mamba-ssm", _version("mamba-ssm") + ("" if m.loads else f" ({m.detail})") if m.installed else "not installed",
-                 "mixer backend 'auto' uses the fused CUDA scan" if m.loads else
-                 "mixer backend 'auto' falls back to the torch scan; on a GPU host install with "
-                 "`pip install --no-build-isolation -e \".[cuda]\"`"))
+                 "optional reference kernels: mixer backend 'cuda' can use them" if m.loads else
+                 "optional: only mixer backend 'cuda' (a reference) needs it; "
+                 "`pip install --no-build-isolation -e \".[cuda]\"` builds it"))
     c = causal_conv1d_status()
     rows.append(("causal-conv1d", _version("causal-conv1d") + ("" if c.loads else f" ({c.detail})") if c.installed else "not installed",
-                 "eager GPU runs take mamba-ssm's fused mamba_inner_fn" if c.loads else
-                 "eager GPU runs take the scan kernel with a PyTorch conv instead of the fused "
-                 "mamba_inner_fn: 0.80x its training speed (dimsum-L/2 bf16, H100); compiled runs "
-                 "take that path anyway"))
+                 "backend 'cuda' runs mamba-ssm's fused mamba_inner_fn in eager mode" if c.loads else
+                 "optional: without it backend 'cuda' runs mamba-ssm's scan kernel with a PyTorch conv"))
     problem = _import_check("pytorch_wavelets")
     rows.append(("pytorch-wavelets", _version("pytorch-wavelets") or "not installed",
                  "wavelet families other than the built-in Haar are available" if problem is None else

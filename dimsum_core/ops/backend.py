@@ -1,9 +1,13 @@
-"""Which implementation runs the Mamba mixer: mamba-ssm's fused CUDA kernels or the pure-PyTorch scan.
+"""Which implementation runs the Mamba mixer: dimsum's Triton kernels, mamba-ssm's CUDA kernels, or the
+pure-PyTorch scan.
 
-``mamba_ssm`` is imported only here, lazily, and only when the input is on a CUDA device (or the user
-asked for ``backend="cuda"``): importing any of its submodules runs its package ``__init__``, which
-needs Triton and the compiled extension. Like mamba-ssm itself (PR #265), an explicit ``"cuda"`` never
-falls back silently; ``"auto"`` falls back with one warning per process.
+``auto`` takes the Triton kernels on a CUDA device (Triton ships with every CUDA build of torch, so
+this needs no compiler), and the PyTorch scan on the CPU, where it is the only path and not news.
+``cuda`` (mamba-ssm's kernels, the optional ``[cuda]`` extra) stays as a reference backend.
+``mamba_ssm`` is imported only here, lazily, and only when asked for: importing any of its submodules
+runs its package ``__init__``, which needs the compiled extension. Like mamba-ssm itself (PR #265), an
+explicit backend never falls back silently; ``auto`` on a GPU without Triton falls back with one
+warning per process.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from typing import Literal
 import torch
 
 from dimsum_core.errors import DimsumError
-from dimsum_core.kernels import causal_conv1d_status, mamba_status
+from dimsum_core.kernels import causal_conv1d_status, mamba_status, triton_status
 
-Backend = Literal["auto", "cuda", "torch"]
+Backend = Literal["auto", "triton", "cuda", "torch"]
+BACKENDS: tuple[str, ...] = ("auto", "triton", "cuda", "torch")
 
 INSTALL_HINT = 'pip install --no-build-isolation -e ".[cuda]"'
 
@@ -34,38 +39,48 @@ class CudaKernels:
     has_causal_conv1d: bool
 
 
-def require_cuda_kernels() -> None:
-    """Raise a one-line :class:`DimsumError` unless mamba-ssm's fused kernels load here."""
-    status = mamba_status()
-    if not status.loads:
+def require_backend(backend: str) -> None:
+    """Raise a one-line :class:`DimsumError` unless ``backend``'s kernels load here."""
+    if backend not in BACKENDS:
+        raise DimsumError(f"unknown mixer backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "cuda" and not (status := mamba_status()).loads:
         raise DimsumError(f"backend='cuda' needs mamba-ssm's fused kernels, which are unavailable here "
                           f"({status.detail}); on a CUDA machine run `{INSTALL_HINT}`, or use "
-                          f"backend='auto' or 'torch'")
+                          f"backend='auto', 'triton' or 'torch'")
+    if backend == "triton" and not (status := triton_status()).loads:
+        raise DimsumError(f"backend='triton' needs Triton and a CUDA device, unavailable here ({status.detail}); "
+                          f"install a CUDA build of torch (it brings Triton), or use backend='auto' or 'torch'")
 
 
-def resolve_backend(requested: Backend, device: torch.device) -> Literal["cuda", "torch"]:
+def resolve_backend(requested: Backend, device: torch.device) -> Literal["triton", "cuda", "torch"]:
     """The backend that runs an input on ``device``."""
     if requested == "torch":
         return "torch"
-    if requested == "cuda":
-        require_cuda_kernels()
+    if requested in ("cuda", "triton"):
+        require_backend(requested)
         if device.type != "cuda":
-            raise DimsumError(f"backend='cuda' needs the input on a CUDA device, got '{device.type}'; "
+            raise DimsumError(f"backend='{requested}' needs the input on a CUDA device, got '{device.type}'; "
                               f"move the model to the GPU or use backend='auto'")
-        return "cuda"
-    if requested != "auto":
-        raise ValueError(f"unknown backend {requested!r}; choose 'auto', 'cuda' or 'torch'")
-    if device.type == "meta":  # shape-only runs (MAC counting) compute nothing
+        return requested
+    require_backend(requested)
+    if device.type != "cuda":  # CPU (the only path there) or meta (shape-only runs compute nothing)
         return "torch"
-    if device.type == "cuda":
-        status = mamba_status()
-        if status.loads:
-            return "cuda"
-        reason = f"mamba-ssm's fused kernels are unavailable ({status.detail}); install them with `{INSTALL_HINT}`"
-    else:
-        reason = f"the input is on '{device.type}' and the fused kernels need CUDA"
-    _warn_fallback_once(reason)
+    status = triton_status()
+    if status.loads:
+        return "triton"
+    _warn_fallback_once(f"dimsum's Triton kernels are unavailable ({status.detail}); install a CUDA build of "
+                        f"torch, which brings Triton")
     return "torch"
+
+
+def auto_path_reason() -> tuple[str, str]:
+    """(backend, why) that ``auto`` takes on this machine's first CUDA device, or on the CPU."""
+    if not torch.cuda.is_available():
+        return "torch", "no CUDA device: the pure-PyTorch scan (fine for tests and tiny models)"
+    status = triton_status()
+    if status.loads:
+        return "triton", f"dimsum's Triton scan and conv kernels (triton {status.version})"
+    return "torch", f"the pure-PyTorch scan, slow on a GPU: Triton is unavailable ({status.detail})"
 
 
 def _warn_fallback_once(reason: str) -> None:
@@ -73,7 +88,7 @@ def _warn_fallback_once(reason: str) -> None:
     if _fallback_warned:
         return
     _fallback_warned = True
-    warnings.warn(f"Mamba mixer: using the pure-PyTorch selective scan because {reason} "
+    warnings.warn(f"Mamba mixer: using the pure-PyTorch selective scan on the GPU because {reason} "
                   f"(backend='torch' silences this warning)", RuntimeWarning, stacklevel=4)
 
 

@@ -1,8 +1,9 @@
 """Built-in sequence mixers: the Mamba-1 selective SSM (DiMSUM's ``CondMamba``).
 
 Parameter names, shapes and initialisation follow the official Mamba-1 / Vim module, so official
-DiMSUM state dicts load unchanged. The work runs either in mamba-ssm's fused CUDA kernels or in the
-pure-PyTorch scan of :mod:`dimsum_core.ops.selective_scan` (see :mod:`dimsum_core.ops.backend`).
+DiMSUM state dicts load unchanged. The conv and scan run in dimsum's Triton kernels on a GPU, in
+mamba-ssm's CUDA kernels when asked for, or in the pure-PyTorch scan of
+:mod:`dimsum_core.ops.selective_scan` (see :mod:`dimsum_core.ops.backend`).
 """
 
 from __future__ import annotations
@@ -18,21 +19,24 @@ from torch import Tensor, nn
 
 from dimsum_core.errors import RecipeError
 from dimsum_core.interfaces.mixer import SequenceMixer
-from dimsum_core.ops.backend import Backend, cuda_kernels, require_cuda_kernels, resolve_backend
+from dimsum_core.ops.backend import BACKENDS, Backend, cuda_kernels, require_backend, resolve_backend
 from dimsum_core.ops.causal_conv1d import causal_conv1d
 from dimsum_core.ops.selective_scan import selective_scan
 from dimsum_core.ops.selective_scan_op import selective_scan_op
+from dimsum_core.ops.triton_ops import causal_conv1d_silu_triton, selective_scan_triton
 from dimsum_core.plugin import hookimpl
 
 Conditioning = Literal["official", "none", "conv-input"]
 
 
 @torch.compiler.assume_constant_result
-def _kernel_path(backend: str, device_type: str) -> Literal["fused", "scan-kernel", "torch"]:
-    """Which implementation runs: mamba-ssm's fused ``mamba_inner_fn`` (needs causal-conv1d), its scan
-    kernel alone, or the pure-PyTorch scan. Decided outside the traced graph under torch.compile."""
-    if resolve_backend(backend, torch.device(device_type)) == "torch":
-        return "torch"
+def _kernel_path(backend: str, device_type: str) -> Literal["triton", "fused", "scan-kernel", "torch"]:
+    """Which implementation runs: dimsum's Triton conv and scan, mamba-ssm's fused ``mamba_inner_fn``
+    (needs causal-conv1d), its scan kernel alone, or the pure-PyTorch scan. Decided outside the traced
+    graph under torch.compile."""
+    resolved = resolve_backend(backend, torch.device(device_type))
+    if resolved != "cuda":
+        return resolved
     return "fused" if cuda_kernels().has_causal_conv1d else "scan-kernel"
 
 
@@ -42,7 +46,7 @@ def _at_least_float32(t: Tensor) -> Tensor:
 
 
 class Mamba(SequenceMixer):
-    """Mamba-1 selective SSM mixer (official DiMSUM CondMamba), fused CUDA or pure-PyTorch scan.
+    """Mamba-1 selective SSM mixer (official DiMSUM CondMamba): Triton, mamba-ssm or pure-PyTorch kernels.
 
     x (N, L, d_model) -> in_proj -> (x, z); x -> causal depthwise conv -> SiLU -> x_proj ->
     (dt, B, C); delta = softplus(dt_proj(dt)); selective scan with A = -exp(A_log) and skip D;
@@ -77,10 +81,10 @@ class Mamba(SequenceMixer):
         if conditioning == "conv-input" and cond_dim is None:
             raise RecipeError("mixer conditioning='conv-input' needs a conditioning vector, but this block "
                               "gives the mixer none; use conditioning='none' or 'official'")
-        if backend not in ("auto", "cuda", "torch"):
-            raise RecipeError(f"mixer backend must be 'auto', 'cuda' or 'torch', got {backend!r}")
-        if backend == "cuda":
-            require_cuda_kernels()
+        if backend not in BACKENDS:
+            raise RecipeError(f"mixer backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if backend != "auto":
+            require_backend(backend)
         self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
         self.d_inner = expand * d_model
         self.dt_rank = math.ceil(d_model / 16) if dt_rank is None else dt_rank
@@ -129,11 +133,24 @@ class Mamba(SequenceMixer):
         cond = self.cond_proj(c) if self.conditioning == "conv-input" else None  # (N, d_inner)
         A = -torch.exp(_at_least_float32(self.A_log))  # (d_inner, d_state)
         path = _kernel_path(self.backend, x.device.type)
+        if path == "triton" and x.dtype != torch.float64:  # float64 (reference checks) takes the torch scan
+            return self._triton(x, cond, A)
         if path == "fused" and not torch.compiler.is_compiling():
             return self._fused_cuda(x, cond, A, cuda_kernels().mamba_inner_fn)
-        if path != "torch":  # mamba-ssm's scan kernel as custom ops: torch.compile traces through them
+        if path == "scan-kernel":  # mamba-ssm's scan kernel as custom ops: torch.compile traces through them
             return self._unfused(x, cond, A, selective_scan_op)
         return self._unfused(x, cond, A, selective_scan)
+
+    def _triton(self, x: Tensor, cond: Tensor | None, A: Tensor) -> Tensor:
+        """Channels-last from in_proj to out_proj: the projections' outputs feed the kernels as they are."""
+        u, z = self.in_proj(x).chunk(2, dim=-1)  # (N, L, d_inner) each
+        if cond is not None:
+            u = u + cond.to(u.dtype)[:, None, :]
+        u = causal_conv1d_silu_triton(u, self.conv1d.weight, self.conv1d.bias)
+        dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.linear(dt, self.dt_proj.weight)  # its bias is added inside the softplus, in float32
+        y = selective_scan_triton(u, delta, A, B, C, self.D, z, self.dt_proj.bias)
+        return self.out_proj(y)
 
     def _unfused(self, x: Tensor, cond: Tensor | None, A: Tensor, scan: Callable[..., Tensor]) -> Tensor:
         """Step by step, channels-last; ``scan`` is mamba-ssm's kernel (as custom ops) or ours."""

@@ -1,0 +1,236 @@
+"""The Mamba mixer's kernels at DiMSUM's shapes, one process, one GPU: dimsum's Triton selective scan and
+causal conv + SiLU against mamba-ssm's / causal-conv1d's CUDA kernels and against the bytes-moved bound.
+
+    python benchmarks/scan.py --out benchmarks/results/scan_h200.json
+    python benchmarks/scan.py --sweep          # also try tile configurations of the Triton scan
+
+Shapes: one branch's scan of a DiM block (d_inner = hidden width, n = 16), bf16 sequences as under bf16
+autocast, float32 parameters. Forward and backward are timed as separate kernel calls (CUDA events, warm-up,
+median of repeats; inputs rotate among several sets so no call reads another's cached output). The bound
+is the bytes each call must move (every input read once, every output written once) over the copy
+bandwidth measured in the same run. mamba-ssm is timed in the (N, d, L) layout it needs, without the
+transposes the mixer would add around it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SHAPES = {  # name: (batch, length, d_inner, scans in a training step = 2 per DiM block)
+    "L/2 256px (b64)": (64, 256, 1024, 32),
+    "L/2 512px (b16)": (16, 1024, 1024, 32),
+    "S/2 256px (b64)": (64, 256, 384, 24),
+}
+STATE = 16
+SWEEP = [(16, 16, 4), (32, 16, 4), (16, 32, 4), (16, 32, 8), (32, 16, 8), (8, 32, 4), (32, 32, 8), (16, 64, 8)]
+
+
+def cuda_ms(fn: Callable[[int], Any], sets: int, warmup: int = 3, repeats: int = 20) -> float:
+    """Median ms of fn(i), i cycling over the input sets; each sample times one pass over all sets."""
+    for i in range(warmup):
+        fn(i % sets)
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for i in range(sets):
+            fn(i)
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) / sets)
+    return statistics.median(times)
+
+
+def copy_bandwidth() -> float:
+    """Bytes/s of a large device-to-device copy, counting bytes read plus written."""
+    src = torch.empty(2 * 2**30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    ms = cuda_ms(lambda i: dst.copy_(src), sets=1)
+    return 2 * src.numel() / (ms / 1e3)
+
+
+def make_inputs(batch: int, length: int, dim: int, seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator(device="cuda").manual_seed(seed)
+
+    def randn(*shape: int, dtype: torch.dtype = torch.bfloat16, scale: float = 1.0) -> torch.Tensor:
+        return (scale * torch.randn(*shape, generator=g, device="cuda")).to(dtype)
+
+    return dict(u=randn(batch, length, dim), delta=randn(batch, length, dim, scale=0.5), z=randn(batch, length, dim),
+                B=randn(batch, length, STATE), C=randn(batch, length, STATE), dout=randn(batch, length, dim),
+                A=-torch.rand(dim, STATE, generator=g, device="cuda") - 0.1, D=randn(dim, dtype=torch.float32),
+                bias=randn(dim, dtype=torch.float32, scale=0.5) - 2.0,
+                x=randn(batch, length, dim), w=randn(dim, 4, dtype=torch.float32, scale=0.5),
+                wb=randn(dim, dtype=torch.float32))
+
+
+def scan_bytes(batch: int, length: int, dim: int) -> tuple[int, int]:
+    seq, bc = batch * length * dim * 2, batch * length * STATE * 2
+    return 4 * seq + 2 * bc, 7 * seq + 4 * bc  # fwd: u, delta, z in, out; bwd: + dout in, du, ddelta, dz, dB, dC out
+
+
+def time_triton(sets: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    ops = torch.ops.dimsum
+
+    def fwd(i: int) -> Any:
+        s = sets[i]
+        return ops.triton_scan_fwd(s["u"], s["delta"], s["A"], s["B"], s["C"], s["D"], s["z"], s["bias"])
+
+    def bwd(i: int) -> Any:
+        s = sets[i]
+        return ops.triton_scan_bwd(s["u"], s["delta"], s["A"], s["B"], s["C"], s["D"], s["z"], s["bias"], s["dout"])
+
+    def conv_fwd(i: int) -> Any:
+        return ops.triton_conv_silu_fwd(sets[i]["x"], sets[i]["w"], sets[i]["wb"])
+
+    def conv_bwd(i: int) -> Any:
+        return ops.triton_conv_silu_bwd(sets[i]["x"], sets[i]["w"], sets[i]["wb"], sets[i]["dout"])
+
+    n = len(sets)
+    return {"scan_fwd_ms": cuda_ms(fwd, n), "scan_bwd_ms": cuda_ms(bwd, n),
+            "conv_fwd_ms": cuda_ms(conv_fwd, n), "conv_bwd_ms": cuda_ms(conv_bwd, n)}
+
+
+def time_mamba_ssm(sets: list[dict[str, torch.Tensor]]) -> dict[str, float] | None:
+    try:
+        import selective_scan_cuda
+    except ImportError:
+        return None
+    cf = [dict(u=s["u"].transpose(1, 2).contiguous(), delta=s["delta"].transpose(1, 2).contiguous(),
+               z=s["z"].transpose(1, 2).contiguous(), dout=s["dout"].transpose(1, 2).contiguous(),
+               B=s["B"].transpose(1, 2).unsqueeze(1).contiguous(), C=s["C"].transpose(1, 2).unsqueeze(1).contiguous(),
+               A=s["A"], D=s["D"], bias=s["bias"]) for s in sets]
+    saved = [selective_scan_cuda.fwd(s["u"], s["delta"], s["A"], s["B"], s["C"], s["D"], s["z"], s["bias"], True)
+             for s in cf]
+
+    def fwd(i: int) -> Any:
+        s = cf[i]
+        return selective_scan_cuda.fwd(s["u"], s["delta"], s["A"], s["B"], s["C"], s["D"], s["z"], s["bias"], True)
+
+    def bwd(i: int) -> Any:
+        s, (out, states, _) = cf[i], saved[i]
+        return selective_scan_cuda.bwd(s["u"], s["delta"], s["A"], s["B"], s["C"], s["D"], s["z"], s["bias"],
+                                       s["dout"], states, out, None, True, False)
+
+    result = {"scan_fwd_ms": cuda_ms(fwd, len(cf)), "scan_bwd_ms": cuda_ms(bwd, len(cf))}
+    try:
+        from causal_conv1d import causal_conv1d_fn
+    except ImportError:
+        return result
+    xs = [s["x"].detach().clone().requires_grad_(True) for s in sets]
+    ws = [s["w"].detach().clone().requires_grad_(True) for s in sets]
+
+    def conv_fwd(i: int) -> Any:
+        return causal_conv1d_fn(xs[i].transpose(1, 2), ws[i], sets[i]["wb"], activation="silu")
+
+    def conv_fwd_bwd(i: int) -> Any:
+        conv_fwd(i).backward(sets[i]["dout"].transpose(1, 2))
+
+    result["conv_fwd_ms"] = cuda_ms(conv_fwd, len(sets))
+    result["conv_bwd_ms"] = cuda_ms(conv_fwd_bwd, len(sets)) - result["conv_fwd_ms"]
+    return result
+
+
+def check_against_reference(s: dict[str, torch.Tensor]) -> dict[str, float]:
+    """rel. L2 of the Triton forward and gradients against the float64 reference, on a slice of one set."""
+    from dimsum_core.ops.selective_scan import selective_scan_reference
+    from dimsum_core.ops.triton_ops import selective_scan_triton
+
+    sl = {k: (v[:2] if v.dim() == 3 else v) for k, v in s.items()}
+    names = ["u", "delta", "A", "B", "C", "D", "z", "bias"]
+    ins = [sl[k].detach().clone().requires_grad_(True) for k in names]
+    out = selective_scan_triton(*ins)
+    grads = torch.autograd.grad(out, ins, sl["dout"])
+    ref_ins = [t.detach().double().requires_grad_(True) for t in ins]
+    u, delta, A, B, C, D, z, bias = ref_ins
+    ref = selective_scan_reference(u.transpose(1, 2), delta.transpose(1, 2), A, B.transpose(1, 2),
+                                   C.transpose(1, 2), D, z.transpose(1, 2), bias, True).transpose(1, 2)
+    ref_grads = torch.autograd.grad(ref, ref_ins, sl["dout"].double())
+
+    def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+        return ((a.double() - b).norm() / b.norm()).item()
+
+    return {"out": rel(out, ref), **{f"d{k}": rel(g, r) for k, g, r in zip(names, grads, ref_grads, strict=True)}}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="runs/bench/scan.json", help="JSON result file")
+    parser.add_argument("--sweep", action="store_true", help="also time the Triton scan's tile configurations")
+    parser.add_argument("--sets", type=int, default=3, help="input sets to rotate among")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        sys.exit("benchmarks/scan.py needs a CUDA GPU")
+    from dimsum_core.ops import triton_ops
+
+    bandwidth = copy_bandwidth()
+    result: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
+                              "copy_bandwidth_tb_s": bandwidth / 1e12, "configs": {"fwd": triton_ops.SCAN_FWD,
+                              "bwd": triton_ops.SCAN_BWD}, "shapes": {}}
+    for name, (batch, length, dim, scans) in SHAPES.items():
+        sets = [make_inputs(batch, length, dim, seed) for seed in range(args.sets)]
+        fwd_bytes, bwd_bytes = scan_bytes(batch, length, dim)
+        entry: dict[str, Any] = {
+            "batch": batch, "length": length, "d_inner": dim, "d_state": STATE, "scans_per_step": scans,
+            "bound_fwd_ms": fwd_bytes / bandwidth * 1e3, "bound_bwd_ms": bwd_bytes / bandwidth * 1e3,
+            "triton": time_triton(sets), "mamba_ssm": time_mamba_ssm(sets),
+        }
+        if name.startswith("L/2 256"):
+            entry["rel_l2_vs_float64"] = check_against_reference(sets[0])
+            if args.sweep:
+                entry["sweep"] = sweep(triton_ops, sets)
+        result["shapes"][name] = entry
+        print(name, json.dumps(entry), flush=True)
+        del sets
+        torch.cuda.empty_cache()
+    print_table(result)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    return result
+
+
+def sweep(triton_ops: Any, sets: list[dict[str, torch.Tensor]]) -> list[dict[str, Any]]:
+    """Forward and backward time of each (T, BD, warps) in SWEEP; the defaults are restored after."""
+    defaults = triton_ops.SCAN_FWD, triton_ops.SCAN_BWD
+    rows = []
+    for config in SWEEP:
+        triton_ops.SCAN_FWD = triton_ops.SCAN_BWD = config
+        try:
+            t = time_triton(sets)
+            rows.append({"config": config, "fwd_ms": t["scan_fwd_ms"], "bwd_ms": t["scan_bwd_ms"]})
+        except Exception as exc:  # a config the compiler cannot fit (registers, shared memory)
+            rows.append({"config": config, "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+        print("sweep", rows[-1], flush=True)
+    triton_ops.SCAN_FWD, triton_ops.SCAN_BWD = defaults
+    return rows
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(f"\n{result['gpu']}, torch {result['torch']}, copy bandwidth {result['copy_bandwidth_tb_s']:.2f} TB/s")
+    print(f"{'shape':<18}{'kernel':<8}{'bound':>8}{'triton':>9}{'mamba-ssm':>11}{'triton/bound':>14}{'speed-up':>10}")
+    for name, e in result["shapes"].items():
+        m = e["mamba_ssm"] or {}
+        for part, bound in (("fwd", e["bound_fwd_ms"]), ("bwd", e["bound_bwd_ms"])):
+            tri, ref = e["triton"][f"scan_{part}_ms"], m.get(f"scan_{part}_ms")
+            print(f"{name:<18}{'scan ' + part:<8}{bound:8.3f}{tri:9.3f}{ref if ref else float('nan'):11.3f}"
+                  f"{tri / bound:14.1f}{(ref / tri) if ref else float('nan'):10.1f}")
+        for part in ("fwd", "bwd"):
+            tri, ref = e["triton"][f"conv_{part}_ms"], m.get(f"conv_{part}_ms")
+            print(f"{name:<18}{'conv ' + part:<8}{'':>8}{tri:9.3f}{ref if ref else float('nan'):11.3f}{'':>14}"
+                  f"{(ref / tri) if ref else float('nan'):10.1f}")
+        per_step = e["scans_per_step"] * sum(e["triton"].values())
+        ref = e["scans_per_step"] * sum(m.values()) if len(m) == 4 else float("nan")
+        print(f"{name:<18}{e['scans_per_step']} scans + convs of a training step, fwd + bwd: "
+              f"{per_step:.2f} ms Triton, {ref:.2f} ms mamba-ssm + causal-conv1d")
+
+
+if __name__ == "__main__":
+    main()

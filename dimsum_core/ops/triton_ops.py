@@ -1,0 +1,180 @@
+"""The Triton kernels of :mod:`dimsum_core.ops.triton_kernels` as ``torch.library`` custom ops with
+autograd and shape-only twins, so eager code calls them like any op and ``torch.compile(fullgraph=True)``
+traces through them.
+
+The kernel module (and so Triton) is imported inside the op bodies: importing this module is harmless
+on a machine without Triton. Both ops take channels-last sequences, ``(N, L, d)`` with unit channel
+stride, which is what the Mamba mixer's projections produce.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import Tensor
+
+# Tiles (chunk length T, channel block BD, warps) of the forward and the backward scan, and (time, channel)
+# tile of the conv: chosen on an H200 by `benchmarks/scan.py --sweep` (docs/benchmarks.md).
+SCAN_FWD = (16, 16, 4)
+SCAN_BWD = (16, 16, 4)
+CONV_BT, CONV_BC = 32, 64
+
+
+def _unit_channel_stride(t: Tensor) -> Tensor:
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
+@functools.cache
+def _multiprocessors(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count if torch.cuda.is_available() else 1
+
+
+def _block_groups(batch: int, n_blocks: int, device: torch.device) -> int:
+    """G, the channel blocks one backward program walks in turn: as many as keep ~4 programs per
+    multiprocessor busy, since each G fewer programs means G times fewer dB/dC partials to write."""
+    programs_wanted = 4 * _multiprocessors(device.index or 0) if device.type == "cuda" else 1
+    return max(1, min(n_blocks, (batch * n_blocks) // max(programs_wanted, 1)))
+
+
+@torch.library.custom_op("dimsum::triton_scan_fwd", mutates_args=())
+def _scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
+              delta_bias: Tensor) -> Tensor:
+    from dimsum_core.ops import triton_kernels as k
+
+    batch, length, dim = u.shape
+    n = A.shape[1]
+    out = torch.empty((batch, length, dim), dtype=u.dtype, device=u.device)
+    chunk, block, warps = SCAN_FWD
+    grid = (-(-dim // block), batch)
+    k.scan_fwd_kernel[grid](
+        u, delta, z, B, C, A, D, delta_bias, out, length, dim, n,
+        u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), z.stride(0), z.stride(1),
+        B.stride(0), B.stride(1), B.stride(2), C.stride(0), C.stride(1), C.stride(2), out.stride(0), out.stride(1),
+        T=chunk, BD=block, NP=_next_pow2(n), num_warps=warps)
+    return out
+
+
+@_scan_fwd.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias):  # noqa: ANN001, ANN202
+    return u.new_empty(u.shape)
+
+
+@torch.library.custom_op("dimsum::triton_scan_bwd", mutates_args=())
+def _scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
+              delta_bias: Tensor, dout: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """-> gradients of (u, delta, A, B, C, D, z, delta_bias), each in its input's dtype."""
+    from dimsum_core.ops import triton_kernels as k
+
+    batch, length, dim = u.shape
+    n, np_ = A.shape[1], _next_pow2(A.shape[1])
+    chunk, block, warps = SCAN_BWD
+    n_blocks = -(-dim // block)
+    groups = _block_groups(batch, n_blocks, u.device)
+    programs = -(-n_blocks // groups)
+    f32 = dict(dtype=torch.float32, device=u.device)
+    du, ddelta, dz = (torch.empty((batch, length, dim), dtype=x.dtype, device=u.device) for x in (u, delta, z))
+    dB_part, dC_part = (torch.zeros((batch, programs, length, np_), **f32) for _ in range(2))
+    dA_part = torch.empty((batch, dim, n), **f32)
+    dD_part, dbias_part = torch.empty((batch, dim), **f32), torch.empty((batch, dim), **f32)
+    scratch = torch.empty((batch, programs, -(-length // chunk), block, np_), **f32)
+    k.scan_bwd_kernel[(programs, batch)](
+        u, delta, z, B, C, A, D, delta_bias, dout, du, ddelta, dz, dB_part, dC_part, dA_part, dD_part,
+        dbias_part, scratch, length, dim, n, n_blocks, groups,
+        u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), z.stride(0), z.stride(1),
+        B.stride(0), B.stride(1), B.stride(2), C.stride(0), C.stride(1), C.stride(2), dout.stride(0), dout.stride(1),
+        T=chunk, BD=block, NP=np_, num_warps=warps)
+    dB = dB_part.sum(1)[..., :n].to(B.dtype)
+    dC = dC_part.sum(1)[..., :n].to(C.dtype)
+    return (du, ddelta, dA_part.sum(0).to(A.dtype), dB, dC, dD_part.sum(0).to(D.dtype), dz,
+            dbias_part.sum(0).to(delta_bias.dtype))
+
+
+@_scan_bwd.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias, dout):  # noqa: ANN001, ANN202
+    return tuple(torch.empty_like(x, memory_format=torch.contiguous_format) for x in (u, delta, A, B, C, D, z, delta_bias))
+
+
+def _scan_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+    ctx.save_for_backward(*inputs)
+
+
+def _scan_backward(ctx, dout):  # noqa: ANN001, ANN202
+    return torch.ops.dimsum.triton_scan_bwd(*ctx.saved_tensors, _unit_channel_stride(dout))
+
+
+_scan_fwd.register_autograd(_scan_backward, setup_context=_scan_setup)
+
+
+def selective_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
+                          delta_bias: Tensor) -> Tensor:
+    """``out = y · silu(z)`` of the selective scan with ``delta = softplus(delta + delta_bias)``.
+
+    u, delta, z: (N, L, d) channels-last (any batch/time strides); B, C: (N, L, n), one group shared
+    by all channels; A: (d, n); D, delta_bias: (d,). The parameters are used in float32. Returns
+    (N, L, d) contiguous in u's dtype.
+    """
+    f32 = (A.float().contiguous(), D.float().contiguous(), delta_bias.float().contiguous())
+    A, D, delta_bias = f32
+    return torch.ops.dimsum.triton_scan_fwd(_unit_channel_stride(u), _unit_channel_stride(delta), A, B, C, D,
+                                            _unit_channel_stride(z), delta_bias)
+
+
+@torch.library.custom_op("dimsum::triton_conv_silu_fwd", mutates_args=())
+def _conv_fwd(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    from dimsum_core.ops import triton_kernels as k
+
+    batch, length, dim = x.shape
+    out = torch.empty((batch, length, dim), dtype=x.dtype, device=x.device)
+    grid = (-(-length // CONV_BT), -(-dim // CONV_BC), batch)
+    k.conv_fwd_kernel[grid](x, weight, bias, out, length, dim, x.stride(0), x.stride(1),
+                            K=weight.shape[1], BT=CONV_BT, BC=CONV_BC)
+    return out
+
+
+@_conv_fwd.register_fake
+def _(x, weight, bias):  # noqa: ANN001, ANN202
+    return x.new_empty(x.shape)
+
+
+@torch.library.custom_op("dimsum::triton_conv_silu_bwd", mutates_args=())
+def _conv_bwd(x: Tensor, weight: Tensor, bias: Tensor, dout: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    from dimsum_core.ops import triton_kernels as k
+
+    batch, length, dim = x.shape
+    tiles = -(-length // CONV_BT)
+    dx = torch.empty((batch, length, dim), dtype=x.dtype, device=x.device)
+    dw = torch.empty((batch * tiles, dim, weight.shape[1]), dtype=torch.float32, device=x.device)
+    db = torch.empty((batch * tiles, dim), dtype=torch.float32, device=x.device)
+    k.conv_bwd_kernel[(tiles, -(-dim // CONV_BC), batch)](
+        x, weight, bias, dout, dx, dw, db, length, dim, x.stride(0), x.stride(1), dout.stride(0), dout.stride(1),
+        K=weight.shape[1], BT=CONV_BT, BC=CONV_BC)
+    return dx, dw.sum(0).to(weight.dtype), db.sum(0).to(bias.dtype)
+
+
+@_conv_bwd.register_fake
+def _(x, weight, bias, dout):  # noqa: ANN001, ANN202
+    return torch.empty_like(x, memory_format=torch.contiguous_format), torch.empty_like(weight), torch.empty_like(bias)
+
+
+def _conv_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+    ctx.save_for_backward(*inputs)
+
+
+def _conv_backward(ctx, dout):  # noqa: ANN001, ANN202
+    return torch.ops.dimsum.triton_conv_silu_bwd(*ctx.saved_tensors, _unit_channel_stride(dout))
+
+
+_conv_fwd.register_autograd(_conv_backward, setup_context=_conv_setup)
+
+
+def causal_conv1d_silu_triton(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``silu(causal_conv1d(x, weight, bias))`` on channels-last x (N, L, C); weight (C, 1, K) in
+    nn.Conv1d's layout. Weights are used in float32; returns (N, L, C) contiguous in x's dtype."""
+    w = weight[:, 0, :].float().contiguous()
+    b = torch.zeros(w.shape[0], device=x.device) if bias is None else bias.float().contiguous()
+    return torch.ops.dimsum.triton_conv_silu_fwd(_unit_channel_stride(x), w, b)

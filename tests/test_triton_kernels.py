@@ -1,0 +1,179 @@
+"""dimsum's Triton kernels (dimsum_core.ops.triton_kernels) against their float64 reference twins.
+
+On the GPU: edge shapes in float32 and bf16, every gradient, mamba-ssm's ``selective_scan_fn`` where it is
+installed, opcheck, determinism, and a compiled mixer (``fullgraph=True``) equal to eager. On the CPU, where
+Triton is installed, the same kernels run in Triton's interpreter (conftest sets ``TRITON_INTERPRET=1``
+without CUDA) at one small shape that still crosses every boundary: several chunks, a partial last
+chunk, a partial channel block, a state size that is not a power of two, and a backward program that
+walks two channel blocks.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+import torch.nn.functional as F
+from numerics import rel_l2
+
+from dimsum_core.ops import triton_ops
+from dimsum_core.ops.causal_conv1d import causal_conv1d
+from dimsum_core.ops.selective_scan import selective_scan_reference
+from dimsum_core.ops.triton_ops import causal_conv1d_silu_triton, selective_scan_triton
+
+NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+
+needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed")
+
+
+def scan_inputs(batch: int, length: int, dim: int, state: int, dtype: torch.dtype, device: str, seed: int):
+    """Channels-last scan inputs; delta_bias near -2 gives the small steps of a trained Mamba."""
+    g = torch.Generator(device=device).manual_seed(seed)
+
+    def randn(*shape: int, dt: torch.dtype = dtype, scale: float = 1.0) -> torch.Tensor:
+        return (scale * torch.randn(*shape, generator=g, device=device, dtype=torch.float32)).to(dt)
+
+    return [randn(batch, length, dim), randn(batch, length, dim, scale=0.5),
+            -torch.rand(dim, state, generator=g, device=device) - 0.1, randn(batch, length, state),
+            randn(batch, length, state), randn(dim, dt=torch.float32), randn(batch, length, dim),
+            randn(dim, dt=torch.float32, scale=0.5) - 1.0]
+
+
+def reference(inputs: list[torch.Tensor], grad_out: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    xs = [x.detach().double().requires_grad_() for x in inputs]
+    u, delta, A, B, C, D, z, bias = xs
+    out = selective_scan_reference(u.transpose(1, 2), delta.transpose(1, 2), A, B.transpose(1, 2),
+                                   C.transpose(1, 2), D, z.transpose(1, 2), bias, True).transpose(1, 2)
+    return out, list(torch.autograd.grad(out, xs, grad_out.double()))
+
+
+def triton_run(inputs: list[torch.Tensor], grad_out: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    xs = [x.detach().clone().requires_grad_() for x in inputs]
+    out = selective_scan_triton(*xs)
+    return out, list(torch.autograd.grad(out, xs, grad_out))
+
+
+def assert_matches_reference(inputs: list[torch.Tensor], tol: float) -> None:
+    g = torch.Generator(device=inputs[0].device).manual_seed(123)
+    grad_out = torch.randn(inputs[0].shape, generator=g, device=inputs[0].device).to(inputs[0].dtype)
+    out, grads = triton_run(inputs, grad_out)
+    ref, ref_grads = reference(inputs, grad_out)
+    assert out.dtype == inputs[0].dtype and out.shape == inputs[0].shape
+    assert rel_l2(out, ref) < tol
+    for name, x, g_, r in zip(NAMES, inputs, grads, ref_grads, strict=True):
+        assert g_.dtype == x.dtype and g_.shape == x.shape, name
+        assert torch.isfinite(g_).all(), name
+        if r.norm() > 0:  # dA is exactly zero for a one-step sequence
+            assert rel_l2(g_, r) < tol, name
+
+
+def assert_conv_matches_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, tol: float) -> None:
+    grad_out = torch.randn(x.shape, device=x.device).to(x.dtype)
+    xs = [t.detach().clone().requires_grad_() for t in (x, weight, bias)]
+    out = causal_conv1d_silu_triton(*xs)
+    grads = torch.autograd.grad(out, xs, grad_out)
+    ref_xs = [t.detach().double().requires_grad_() for t in (x, weight, bias)]
+    ref = F.silu(causal_conv1d(*ref_xs))
+    ref_grads = torch.autograd.grad(ref, ref_xs, grad_out.double())
+    assert out.dtype == x.dtype and rel_l2(out, ref) < tol
+    for g_, r in zip(grads, ref_grads, strict=True):
+        assert rel_l2(g_, r) < tol
+
+
+@needs_triton
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU tests run the compiled kernels")
+def test_kernels_in_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Measured: ~15 s on the 2-core CI machine (the interpreter runs each program's tile ops in numpy)."""
+    monkeypatch.setattr(triton_ops, "SCAN_FWD", (8, 16, 4))
+    monkeypatch.setattr(triton_ops, "SCAN_BWD", (8, 16, 4))
+    monkeypatch.setattr(triton_ops, "_block_groups", lambda batch, n_blocks, device: 2)
+    # L = 19: chunks of 8, 8 and 3; d = 20: blocks of 16 and 4; n = 3 (padded to 4)
+    assert_matches_reference(scan_inputs(2, 19, 20, 3, torch.float32, "cpu", seed=0), tol=1e-5)
+    g = torch.Generator().manual_seed(1)
+    assert_conv_matches_reference(torch.randn(2, 37, 20, generator=g), torch.randn(20, 1, 4, generator=g),
+                                  torch.randn(20, generator=g), tol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(1, 1, 64, 16), (2, 37, 100, 16), (1, 1024, 48, 16), (3, 256, 1024, 16),
+                                   (2, 300, 40, 5)], ids=str)
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)], ids=["float32", "bf16"])
+def test_scan_matches_float64_reference(shape: tuple[int, int, int, int], dtype: torch.dtype, tol: float) -> None:
+    assert_matches_reference(scan_inputs(*shape, dtype, "cuda", seed=sum(shape)), tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)], ids=["float32", "bf16"])
+def test_conv_matches_float64_reference(dtype: torch.dtype, tol: float) -> None:
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(3, 301, 200, device="cuda", generator=g).to(dtype)
+    assert_conv_matches_reference(x, torch.randn(200, 1, 4, device="cuda", generator=g),
+                                  torch.randn(200, device="cuda", generator=g), tol)
+
+
+@pytest.mark.gpu
+def test_backward_is_deterministic() -> None:
+    """No atomics: two backward passes are bitwise equal."""
+    inputs = scan_inputs(4, 256, 512, 16, torch.bfloat16, "cuda", seed=5)
+    grad_out = torch.randn(inputs[0].shape, device="cuda").to(torch.bfloat16)
+    _, first = triton_run(inputs, grad_out)
+    _, second = triton_run(inputs, grad_out)
+    for name, a, b in zip(NAMES, first, second, strict=True):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_matches_mamba_ssm_selective_scan_fn(dtype: torch.dtype) -> None:
+    if importlib.util.find_spec("mamba_ssm") is None:
+        pytest.skip("mamba-ssm is not installed")
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+
+    inputs = scan_inputs(2, 513, 64, 16, dtype, "cuda", seed=7)
+    grad_out = torch.randn(inputs[0].shape, device="cuda").to(dtype)
+    out, grads = triton_run(inputs, grad_out)
+    xs = [x.detach().clone().requires_grad_() for x in inputs]
+    u, delta, A, B, C, D, z, bias = xs
+    ref = selective_scan_fn(u.transpose(1, 2), delta.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2), D,
+                            z=z.transpose(1, 2), delta_bias=bias, delta_softplus=True).transpose(1, 2)
+    ref_grads = torch.autograd.grad(ref, xs, grad_out)
+    tol = 1e-5 if dtype == torch.float32 else 1e-2
+    assert rel_l2(out, ref) < tol
+    for name, g_, r in zip(NAMES, grads, ref_grads, strict=True):
+        assert rel_l2(g_, r) < tol, name
+
+
+@pytest.mark.gpu
+def test_opcheck() -> None:
+    u, delta, A, B, C, D, z, bias = scan_inputs(2, 40, 32, 16, torch.float32, "cuda", seed=3)
+    args = [x.requires_grad_() for x in (u, delta, A, B, C, D, z, bias)]
+    torch.library.opcheck(torch.ops.dimsum.triton_scan_fwd.default, tuple(args))
+    x = torch.randn(2, 40, 32, device="cuda", requires_grad=True)
+    w = torch.randn(32, 4, device="cuda", requires_grad=True)
+    b = torch.randn(32, device="cuda", requires_grad=True)
+    torch.library.opcheck(torch.ops.dimsum.triton_conv_silu_fwd.default, (x, w, b))
+
+
+@pytest.mark.gpu
+def test_compiled_triton_mixer_matches_eager(no_tf32: None) -> None:
+    from dimsum_plugins.mixers import Mamba
+
+    torch.manual_seed(0)
+    m = Mamba(64, 128, backend="triton").cuda()
+    x = torch.randn(4, 256, 64, device="cuda")
+    grad_out = torch.randn(4, 256, 64, device="cuda")
+
+    def run(fn) -> tuple[torch.Tensor, list[torch.Tensor]]:  # noqa: ANN001
+        m.zero_grad()
+        xi = x.clone().requires_grad_()
+        out = fn(xi)
+        out.backward(grad_out)
+        return out, [xi.grad, *(p.grad for p in m.parameters() if p.grad is not None)]
+
+    ref, ref_grads = run(m)
+    out, grads = run(torch.compile(m, fullgraph=True))
+    assert rel_l2(out, ref) < 1e-5
+    assert len(grads) == len(ref_grads)
+    for g_, r in zip(grads, ref_grads, strict=True):
+        assert rel_l2(g_, r) < 1e-5
