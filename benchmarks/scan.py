@@ -30,7 +30,8 @@ SHAPES = {  # name: (batch, length, d_inner, scans in a training step = 2 per Di
     "S/2 256px (b64)": (64, 256, 384, 24),
 }
 STATE = 16
-SWEEP = [(16, 16, 4), (32, 16, 4), (16, 32, 4), (16, 32, 8), (32, 16, 8), (8, 32, 4), (32, 32, 8), (16, 64, 8)]
+SWEEP = [(256, 16, 4), (256, 16, 8), (256, 8, 4), (256, 32, 8), (128, 16, 4), (128, 32, 8), (64, 32, 4), (256, 8, 8)]
+SWEEP_CONV = [(32, 64, 4), (64, 64, 4), (128, 32, 4), (16, 128, 4), (64, 128, 8), (256, 16, 4), (128, 64, 8)]
 
 
 def cuda_ms(fn: Callable[[int], Any], sets: int, warmup: int = 3, repeats: int = 20) -> float:
@@ -198,18 +199,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def sweep(triton_ops: Any, sets: list[dict[str, torch.Tensor]]) -> list[dict[str, Any]]:
-    """Forward and backward time of each (T, BD, warps) in SWEEP; the defaults are restored after."""
-    defaults = triton_ops.SCAN_FWD, triton_ops.SCAN_BWD
+    """Forward and backward time of each scan (T, BD, warps) in SWEEP and conv (rows, channels, warps)
+    in SWEEP_CONV; the defaults are restored after."""
+    defaults = triton_ops.SCAN_FWD, triton_ops.SCAN_BWD, triton_ops.CONV
     rows = []
-    for config in SWEEP:
-        triton_ops.SCAN_FWD = triton_ops.SCAN_BWD = config
-        try:
-            t = time_triton(sets)
-            rows.append({"config": config, "fwd_ms": t["scan_fwd_ms"], "bwd_ms": t["scan_bwd_ms"]})
-        except Exception as exc:  # a config the compiler cannot fit (registers, shared memory)
-            rows.append({"config": config, "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
-        print("sweep", rows[-1], flush=True)
-    triton_ops.SCAN_FWD, triton_ops.SCAN_BWD = defaults
+    for kind, configs in (("scan", SWEEP), ("conv", SWEEP_CONV)):
+        for config in configs:
+            if kind == "scan":
+                triton_ops.SCAN_FWD = triton_ops.SCAN_BWD = config
+            else:
+                triton_ops.CONV = config
+            try:
+                t = time_triton(sets)
+                rows.append({"kind": kind, "config": config, "fwd_ms": t[f"{kind}_fwd_ms"], "bwd_ms": t[f"{kind}_bwd_ms"]})
+            except Exception as exc:  # a config the compiler cannot fit (registers, shared memory)
+                rows.append({"kind": kind, "config": config, "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+            print("sweep", rows[-1], flush=True)
+        triton_ops.SCAN_FWD, triton_ops.SCAN_BWD, triton_ops.CONV = defaults
     return rows
 
 

@@ -6,19 +6,20 @@ Layout: every sequence tensor is channels-last, ``(N, L, d)`` with unit channel 
 and ``x_proj`` produce, so the mixer needs no transposes); B and C are ``(N, L, n)``, shared by all
 channels. A is ``(d, n)`` float32, D and the delta bias ``(d,)`` float32. Arithmetic is float32.
 
-Scan. A program owns one batch row and a block of BD channels and walks the sequence in chunks of T
-steps. Inside a chunk the recurrence ``h_t = a_t h_{t-1} + b_t`` (``a = exp(delta·A)``,
-``b = delta·u·B``) over the (T, BD, n) tile is one ``tl.associative_scan`` over time; the state entering
-the chunk is carried in registers from the previous chunk.
+Scan. A program owns one batch row and a block of BD channels, and holds a (T, BD) tile of the sequence
+(T up to the whole sequence). The state index is the inner loop: for each of the n states the recurrence
+``h_t = a_t h_{t-1} + b_t`` (``a = exp(delta·A[:, s])``, ``b = delta·u·B[:, s]``) over the tile is one
+``tl.associative_scan`` over time, and ``y = sum_s C[:, s] h`` accumulates in registers, so no state
+tensor is ever stored. Sequences longer than T are walked in chunks, the state entering each chunk
+carried in a (BD, n) register tile.
 
-The backward recomputes instead of storing states. Phase 1 runs the forward recurrence once more and
-writes only the state entering each chunk to a per-program scratch (a few KB, reused, so it stays in
-L2). Phase 2 walks the chunks in reverse: it recomputes the chunk's states from its entering state, runs
-the adjoint ``q_t = C_t·gy_t + a_{t+1} q_{t+1}`` as a reverse scan, and forms every gradient from
-(h, q) in registers. dB and dC need a sum over channels: each program sums over its BD channels (and
-over the G channel blocks it walks in turn) before anything reaches global memory, then writes one
-partial per program group; the caller sums the few partials. Nothing is atomic, so the gradients are
-deterministic.
+The backward recomputes the states instead of storing them. It walks the chunks in reverse (a first pass
+writes the state entering each chunk to a small per-program scratch when there is more than one), and
+for each state s runs the adjoint ``q_t = C_t·gy_t + a_{t+1} q_{t+1}`` as a reverse scan beside the
+recomputed forward scan; du and ddelta accumulate over s in registers. dB and dC need a sum over channels:
+each program sums over its BD channels (and over the G channel blocks it walks in turn) before anything
+reaches global memory, then writes one partial per program group; the caller sums the few partials.
+Nothing is atomic, so the gradients are deterministic.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-LOG2E = 1.4426950408889634
+LOG2E = tl.constexpr(1.4426950408889634)
 
 
 @triton.jit
@@ -42,9 +43,14 @@ def _softplus(x):
 
 
 @triton.jit
-def _row(x, rows, r: tl.constexpr):
-    """Row r of a (T, ...) tile (registers cannot be indexed, so a masked sum)."""
-    return tl.sum(tl.where(rows[:, None, None] == r, x, 0.0), axis=0)
+def _column(x, states, s):
+    """Column s of a (BD, NP) register tile (registers cannot be indexed, so a masked sum)."""
+    return tl.sum(tl.where(states[None, :] == s, x, 0.0), axis=1)
+
+
+@triton.jit
+def _with_column(x, states, s, col):
+    return tl.where(states[None, :] == s, col[:, None], x)
 
 
 @triton.jit
@@ -60,12 +66,36 @@ def _chunk_delta(delta_ptr, s_t, t, cols, mask, bias):
 
 
 @triton.jit
-def _chunk_states(delta, u, B, A2, h0):
-    """States h_t (T, BD, n) of one chunk from its entering state h0 (BD, n)."""
-    a = tl.exp2(delta[:, :, None] * A2[None, :, :])
-    b = (delta * u)[:, :, None] * B[:, None, :]
+def _state_scan(delta, du, A_s, B_s, h0):
+    """States h (T, BD) of state s over one chunk from its entering state h0 (BD,), and the input b."""
+    a = tl.exp2(delta * (A_s * LOG2E)[None, :])
+    b = du * B_s[:, None]
     a_cum, b_cum = tl.associative_scan((a, b), 0, _affine)
-    return a_cum * h0[None, :, :] + b_cum, b
+    return a_cum * h0[None, :] + b_cum, b
+
+
+@triton.jit
+def _entering_states(u_ptr, delta_ptr, B_ptr, A_ptr, scratch_ptr, su_t, sdl_t, sB_t, sB_n, L, n,
+                     cols, mask_d, bias, rows, states, n_chunks,
+                     T: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr):
+    """Writes the state entering every chunk, (BD, NP) each, to scratch[chunk]."""
+    tile_off = tl.arange(0, BD)[:, None] * NP + states[None, :]
+    H = tl.zeros((BD, NP), tl.float32)
+    tl.store(scratch_ptr + tile_off, H)
+    for c in range(0, n_chunks - 1):
+        t = c * T + rows
+        mask = (t < L)[:, None] & mask_d[None, :]
+        u = _load_tile(u_ptr, su_t, t, cols, mask)
+        delta, _ = _chunk_delta(delta_ptr, sdl_t, t, cols, mask, bias)
+        du = delta * u
+        H_next = tl.zeros((BD, NP), tl.float32)
+        for s in range(0, n):
+            A_s = tl.load(A_ptr + cols * n + s, mask=mask_d, other=0.0)
+            B_s = tl.load(B_ptr + t * sB_t + s * sB_n, mask=t < L, other=0.0).to(tl.float32)
+            h, _ = _state_scan(delta, du, A_s, B_s, _column(H, states, s))
+            H_next = _with_column(H_next, states, s, tl.sum(tl.where(rows[:, None] == T - 1, h, 0.0), axis=0))
+        H = H_next
+        tl.store(scratch_ptr + (c + 1) * BD * NP + tile_off, H)
 
 
 @triton.jit
@@ -79,9 +109,7 @@ def scan_fwd_kernel(
     cols = pid_d * BD + tl.arange(0, BD)
     states = tl.arange(0, NP)
     rows = tl.arange(0, T)
-    mask_d, mask_n = cols < d, states < n
-    A2 = tl.load(A_ptr + cols[:, None] * n + states[None, :], mask=mask_d[:, None] & mask_n[None, :],
-                 other=0.0) * LOG2E
+    mask_d = cols < d
     Dv = tl.load(D_ptr + cols, mask=mask_d, other=0.0)
     bias = tl.load(bias_ptr + cols, mask=mask_d, other=0.0)
     u_ptr += b * su_b
@@ -90,21 +118,26 @@ def scan_fwd_kernel(
     B_ptr += b * sB_b
     C_ptr += b * sC_b
     out_ptr += b * so_b
-    h = tl.zeros((BD, NP), tl.float32)
+    H = tl.zeros((BD, NP), tl.float32)  # state entering the chunk, for sequences longer than T
     for t0 in range(0, L, T):
         t = t0 + rows
         mask = (t < L)[:, None] & mask_d[None, :]
-        mask_bc = (t < L)[:, None] & mask_n[None, :]
         u = _load_tile(u_ptr, su_t, t, cols, mask)
         delta, _ = _chunk_delta(delta_ptr, sdl_t, t, cols, mask, bias)
-        B = tl.load(B_ptr + t[:, None] * sB_t + states[None, :] * sB_n, mask=mask_bc, other=0.0).to(tl.float32)
-        C = tl.load(C_ptr + t[:, None] * sC_t + states[None, :] * sC_n, mask=mask_bc, other=0.0).to(tl.float32)
-        hs, _ = _chunk_states(delta, u, B, A2, h)
-        y = tl.sum(hs * C[:, None, :], axis=2) + Dv[None, :] * u
+        du = delta * u
+        y = Dv[None, :] * u
+        more = t0 + T < L
+        for s in range(0, n):
+            A_s = tl.load(A_ptr + cols * n + s, mask=mask_d, other=0.0)
+            B_s = tl.load(B_ptr + t * sB_t + s * sB_n, mask=t < L, other=0.0).to(tl.float32)
+            C_s = tl.load(C_ptr + t * sC_t + s * sC_n, mask=t < L, other=0.0).to(tl.float32)
+            h, _ = _state_scan(delta, du, A_s, B_s, _column(H, states, s))
+            y += h * C_s[:, None]
+            if more:
+                H = _with_column(H, states, s, tl.sum(tl.where(rows[:, None] == T - 1, h, 0.0), axis=0))
         z = _load_tile(z_ptr, sz_t, t, cols, mask)
         out = y * z * tl.sigmoid(z)
         tl.store(out_ptr + t[:, None] * so_t + cols[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
-        h = _row(hs, rows, T - 1)
 
 
 @triton.jit
@@ -116,14 +149,13 @@ def scan_bwd_kernel(
     T: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr,
 ):
     """Gradients of scan_fwd_kernel's output. du, ddelta, dz: (N, L, d) contiguous, input dtype.
-    dB, dC: float32 (N, P, L, NP) partials over the P program groups (zero-initialised: each group
-    adds its G channel blocks in turn). dA: float32 (N, d, n), dD, dbias: (N, d), summed over time here
-    and over the batch by the caller. scratch: float32 (N, P, chunks, BD, NP)."""
+    dB, dC: float32 (N, P, L, n) partials over the P program groups, dA: float32 (N, d, n), all
+    zero-initialised (accumulated here chunk by chunk and block by block); dD, dbias: float32 (N, d),
+    summed over the batch by the caller. scratch: float32 (N, P, chunks, BD, NP)."""
     pid_g, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     P = tl.num_programs(0)
     states = tl.arange(0, NP)
     rows = tl.arange(0, T)
-    mask_n = states < n
     n_chunks = tl.cdiv(L, T)
     u_ptr += b * su_b
     delta_ptr += b * sdl_b
@@ -134,7 +166,8 @@ def scan_bwd_kernel(
     du_ptr += b * L * d
     ddelta_ptr += b * L * d
     dz_ptr += b * L * d
-    part = (b * P + pid_g) * L * NP
+    dA_ptr += b * d * n
+    part = (b * P + pid_g) * L * n
     dB_ptr += part
     dC_ptr += part
     scratch_ptr += (b * P + pid_g) * n_chunks * BD * NP
@@ -142,29 +175,13 @@ def scan_bwd_kernel(
     for blk in range(pid_g * G, tl.minimum(pid_g * G + G, n_blocks)):
         cols = blk * BD + tl.arange(0, BD)
         mask_d = cols < d
-        mask_dn = mask_d[:, None] & mask_n[None, :]
-        A = tl.load(A_ptr + cols[:, None] * n + states[None, :], mask=mask_dn, other=0.0)
-        A2 = A * LOG2E
         Dv = tl.load(D_ptr + cols, mask=mask_d, other=0.0)
         bias = tl.load(bias_ptr + cols, mask=mask_d, other=0.0)
-
-        # Phase 1: the state entering every chunk.
-        h = tl.zeros((BD, NP), tl.float32)
-        for c in range(0, n_chunks):
-            tl.store(scratch_ptr + c * BD * NP + tile_off, h)
-            t = c * T + rows
-            mask = (t < L)[:, None] & mask_d[None, :]
-            mask_bc = (t < L)[:, None] & mask_n[None, :]
-            u = _load_tile(u_ptr, su_t, t, cols, mask)
-            delta, _ = _chunk_delta(delta_ptr, sdl_t, t, cols, mask, bias)
-            B = tl.load(B_ptr + t[:, None] * sB_t + states[None, :] * sB_n, mask=mask_bc, other=0.0).to(tl.float32)
-            hs, _ = _chunk_states(delta, u, B, A2, h)
-            h = _row(hs, rows, T - 1)
-        tl.debug_barrier()
-
-        # Phase 2: chunks in reverse, the adjoint q carried from the chunk after.
-        q_next = tl.zeros((BD, NP), tl.float32)
-        dA_acc = tl.zeros((BD, NP), tl.float32)
+        if n_chunks > 1:
+            _entering_states(u_ptr, delta_ptr, B_ptr, A_ptr, scratch_ptr, su_t, sdl_t, sB_t, sB_n, L, n,
+                             cols, mask_d, bias, rows, states, n_chunks, T, BD, NP)
+            tl.debug_barrier()
+        Q = tl.zeros((BD, NP), tl.float32)  # adjoint at the first step of the chunk after
         dD_acc = tl.zeros((BD,), tl.float32)
         dbias_acc = tl.zeros((BD,), tl.float32)
         for ci in range(0, n_chunks):
@@ -172,47 +189,54 @@ def scan_bwd_kernel(
             t = c * T + rows
             mask = (t < L)[:, None] & mask_d[None, :]
             mask_next = (t + 1 < L)[:, None] & mask_d[None, :]
-            mask_bc = (t < L)[:, None] & mask_n[None, :]
-            h0 = tl.load(scratch_ptr + c * BD * NP + tile_off)
+            H0 = tl.zeros((BD, NP), tl.float32)
+            if c > 0:
+                H0 = tl.load(scratch_ptr + c * BD * NP + tile_off)
             u = _load_tile(u_ptr, su_t, t, cols, mask)
             delta, delta_raw = _chunk_delta(delta_ptr, sdl_t, t, cols, mask, bias)
             delta_next, _ = _chunk_delta(delta_ptr, sdl_t, t + 1, cols, mask_next, bias)
-            B = tl.load(B_ptr + t[:, None] * sB_t + states[None, :] * sB_n, mask=mask_bc, other=0.0).to(tl.float32)
-            C = tl.load(C_ptr + t[:, None] * sC_t + states[None, :] * sC_n, mask=mask_bc, other=0.0).to(tl.float32)
             z = _load_tile(z_ptr, sz_t, t, cols, mask)
             dout = _load_tile(dout_ptr, sg_t, t, cols, mask)
-            hs, b_in = _chunk_states(delta, u, B, A2, h0)
-            y = tl.sum(hs * C[:, None, :], axis=2) + Dv[None, :] * u
             sig_z = tl.sigmoid(z)
             gy = dout * z * sig_z  # dL/dy
-            dz = dout * y * sig_z * (1.0 + z * (1.0 - sig_z))
-            # adjoint: q_t = C_t gy_t + a_{t+1} q_{t+1}, a reverse scan with the next step's decay
-            a_next = tl.exp2(delta_next[:, :, None] * A2[None, :, :])
-            a_cum, q_loc = tl.associative_scan((a_next, C[:, None, :] * gy[:, :, None]), 0, _affine, reverse=True)
-            q = q_loc + a_cum * q_next[None, :, :]
-            q_next = _row(q, rows, 0)
-            qB = tl.sum(q * B[:, None, :], axis=2)  # (T, BD)
-            w = q * (hs - b_in)  # dL/d(delta·A) = q_t a_t h_{t-1}
+            du = delta * u
+            y = Dv[None, :] * u
+            qB = tl.zeros((T, BD), tl.float32)  # sum_s q B
+            wA = tl.zeros((T, BD), tl.float32)  # sum_s dL/d(delta·A) A
+            Q_prev = tl.zeros((BD, NP), tl.float32)
+            for s in range(0, n):
+                A_s = tl.load(A_ptr + cols * n + s, mask=mask_d, other=0.0)
+                B_s = tl.load(B_ptr + t * sB_t + s * sB_n, mask=t < L, other=0.0).to(tl.float32)
+                C_s = tl.load(C_ptr + t * sC_t + s * sC_n, mask=t < L, other=0.0).to(tl.float32)
+                h, b_in = _state_scan(delta, du, A_s, B_s, _column(H0, states, s))
+                y += h * C_s[:, None]
+                # adjoint: q_t = C_t gy_t + a_{t+1} q_{t+1}, a reverse scan with the next step's decay
+                a_next = tl.exp2(delta_next * (A_s * LOG2E)[None, :])
+                a_cum, q_loc = tl.associative_scan((a_next, C_s[:, None] * gy), 0, _affine, reverse=True)
+                q = q_loc + a_cum * _column(Q, states, s)[None, :]
+                if c > 0:
+                    Q_prev = _with_column(Q_prev, states, s, tl.sum(tl.where(rows[:, None] == 0, q, 0.0), axis=0))
+                qB += q * B_s[:, None]
+                w = q * (h - b_in)  # dL/d(delta·A) = q_t a_t h_{t-1}
+                wA += w * A_s[None, :]
+                dA_s = tl.sum(w * delta, axis=0) + tl.load(dA_ptr + cols * n + s, mask=mask_d, other=0.0)
+                tl.store(dA_ptr + cols * n + s, dA_s, mask=mask_d)
+                # dB_t = sum_d q_t du_t, dC_t = sum_d h_t gy_t: summed over this block's channels first
+                dB_s = tl.sum(q * du, axis=1) + tl.load(dB_ptr + t * n + s, mask=t < L, other=0.0)
+                dC_s = tl.sum(h * gy, axis=1) + tl.load(dC_ptr + t * n + s, mask=t < L, other=0.0)
+                tl.store(dB_ptr + t * n + s, dB_s, mask=t < L)
+                tl.store(dC_ptr + t * n + s, dC_s, mask=t < L)
+            Q = Q_prev
             g_u = delta * qB + Dv[None, :] * gy
-            g_delta = u * qB + tl.sum(w * A[None, :, :], axis=2)
+            g_delta = u * qB + wA
             g_delta_raw = tl.where(mask, g_delta * tl.where(delta_raw > 20.0, 1.0, tl.sigmoid(delta_raw)), 0.0)
-            dA_acc += tl.sum(w * delta[:, :, None], axis=0)
+            dz = dout * y * sig_z * (1.0 + z * (1.0 - sig_z))
             dD_acc += tl.sum(gy * u, axis=0)
             dbias_acc += tl.sum(g_delta_raw, axis=0)
             offs = t[:, None] * d + cols[None, :]
             tl.store(du_ptr + offs, g_u.to(du_ptr.dtype.element_ty), mask=mask)
             tl.store(ddelta_ptr + offs, g_delta_raw.to(ddelta_ptr.dtype.element_ty), mask=mask)
             tl.store(dz_ptr + offs, dz.to(dz_ptr.dtype.element_ty), mask=mask)
-            # dB_t = sum_d q_t du_t, dC_t = sum_d h_t gy_t: summed over this block's channels first
-            bc_offs = t[:, None] * NP + states[None, :]
-            mask_t = (t < L)[:, None]
-            dB = tl.sum(q * (delta * u)[:, :, None], axis=1)
-            dC = tl.sum(hs * gy[:, :, None], axis=1)
-            dB += tl.load(dB_ptr + bc_offs, mask=mask_t, other=0.0)
-            dC += tl.load(dC_ptr + bc_offs, mask=mask_t, other=0.0)
-            tl.store(dB_ptr + bc_offs, dB, mask=mask_t)
-            tl.store(dC_ptr + bc_offs, dC, mask=mask_t)
-        tl.store(dA_ptr + b * d * n + cols[:, None] * n + states[None, :], dA_acc, mask=mask_dn)
         tl.store(dD_ptr + b * d + cols, dD_acc, mask=mask_d)
         tl.store(dbias_ptr + b * d + cols, dbias_acc, mask=mask_d)
         tl.debug_barrier()

@@ -14,11 +14,11 @@ import functools
 import torch
 from torch import Tensor
 
-# Tiles (chunk length T, channel block BD, warps) of the forward and the backward scan, and (time, channel)
-# tile of the conv: chosen on an H200 by `benchmarks/scan.py --sweep` (docs/benchmarks.md).
-SCAN_FWD = (16, 16, 4)
-SCAN_BWD = (16, 16, 4)
-CONV_BT, CONV_BC = 32, 64
+# Tiles (longest chunk of time T, channel block BD, warps) of the forward and the backward scan, and the
+# (time, channel) tile of the conv: chosen on an H200 by `benchmarks/scan.py --sweep` (docs/benchmarks.md).
+SCAN_FWD = (256, 16, 4)
+SCAN_BWD = (256, 16, 8)
+CONV = (32, 64, 4)
 
 
 def _unit_channel_stride(t: Tensor) -> Tensor:
@@ -49,7 +49,8 @@ def _scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
     batch, length, dim = u.shape
     n = A.shape[1]
     out = torch.empty((batch, length, dim), dtype=u.dtype, device=u.device)
-    chunk, block, warps = SCAN_FWD
+    longest, block, warps = SCAN_FWD
+    chunk = min(_next_pow2(length), longest)
     grid = (-(-dim // block), batch)
     k.scan_fwd_kernel[grid](
         u, delta, z, B, C, A, D, delta_bias, out, length, dim, n,
@@ -72,14 +73,15 @@ def _scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
 
     batch, length, dim = u.shape
     n, np_ = A.shape[1], _next_pow2(A.shape[1])
-    chunk, block, warps = SCAN_BWD
+    longest, block, warps = SCAN_BWD
+    chunk = min(_next_pow2(length), longest)
     n_blocks = -(-dim // block)
     groups = _block_groups(batch, n_blocks, u.device)
     programs = -(-n_blocks // groups)
     f32 = dict(dtype=torch.float32, device=u.device)
     du, ddelta, dz = (torch.empty((batch, length, dim), dtype=x.dtype, device=u.device) for x in (u, delta, z))
-    dB_part, dC_part = (torch.zeros((batch, programs, length, np_), **f32) for _ in range(2))
-    dA_part = torch.empty((batch, dim, n), **f32)
+    dB_part, dC_part = (torch.zeros((batch, programs, length, n), **f32) for _ in range(2))
+    dA_part = torch.zeros((batch, dim, n), **f32)
     dD_part, dbias_part = torch.empty((batch, dim), **f32), torch.empty((batch, dim), **f32)
     scratch = torch.empty((batch, programs, -(-length // chunk), block, np_), **f32)
     k.scan_bwd_kernel[(programs, batch)](
@@ -88,8 +90,7 @@ def _scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
         u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), z.stride(0), z.stride(1),
         B.stride(0), B.stride(1), B.stride(2), C.stride(0), C.stride(1), C.stride(2), dout.stride(0), dout.stride(1),
         T=chunk, BD=block, NP=np_, num_warps=warps)
-    dB = dB_part.sum(1)[..., :n].to(B.dtype)
-    dC = dC_part.sum(1)[..., :n].to(C.dtype)
+    dB, dC = dB_part.sum(1).to(B.dtype), dC_part.sum(1).to(C.dtype)
     return (du, ddelta, dA_part.sum(0).to(A.dtype), dB, dC, dD_part.sum(0).to(D.dtype), dz,
             dbias_part.sum(0).to(delta_bias.dtype))
 
@@ -130,9 +131,10 @@ def _conv_fwd(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
 
     batch, length, dim = x.shape
     out = torch.empty((batch, length, dim), dtype=x.dtype, device=x.device)
-    grid = (-(-length // CONV_BT), -(-dim // CONV_BC), batch)
+    rows, cols, warps = CONV
+    grid = (-(-length // rows), -(-dim // cols), batch)
     k.conv_fwd_kernel[grid](x, weight, bias, out, length, dim, x.stride(0), x.stride(1),
-                            K=weight.shape[1], BT=CONV_BT, BC=CONV_BC)
+                            K=weight.shape[1], BT=rows, BC=cols, num_warps=warps)
     return out
 
 
@@ -146,13 +148,14 @@ def _conv_bwd(x: Tensor, weight: Tensor, bias: Tensor, dout: Tensor) -> tuple[Te
     from dimsum_core.ops import triton_kernels as k
 
     batch, length, dim = x.shape
-    tiles = -(-length // CONV_BT)
+    rows, cols, warps = CONV
+    tiles = -(-length // rows)
     dx = torch.empty((batch, length, dim), dtype=x.dtype, device=x.device)
     dw = torch.empty((batch * tiles, dim, weight.shape[1]), dtype=torch.float32, device=x.device)
     db = torch.empty((batch * tiles, dim), dtype=torch.float32, device=x.device)
-    k.conv_bwd_kernel[(tiles, -(-dim // CONV_BC), batch)](
+    k.conv_bwd_kernel[(tiles, -(-dim // cols), batch)](
         x, weight, bias, dout, dx, dw, db, length, dim, x.stride(0), x.stride(1), dout.stride(0), dout.stride(1),
-        K=weight.shape[1], BT=CONV_BT, BC=CONV_BC)
+        K=weight.shape[1], BT=rows, BC=cols, num_warps=warps)
     return dx, dw.sum(0).to(weight.dtype), db.sum(0).to(bias.dtype)
 
 
