@@ -27,24 +27,27 @@ NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed")
 
 
-def scan_inputs(batch: int, length: int, dim: int, state: int, dtype: torch.dtype, device: str, seed: int):
-    """Channels-last scan inputs; delta_bias near -2 gives the small steps of a trained Mamba."""
+def scan_inputs(batch: int, length: int, dim: int, state: int, dtype: torch.dtype, device: str, seed: int,
+                channels_last: bool = False):
+    """Scan inputs (N, d, L) and (N, n, L), time-contiguous or (``channels_last``) transposed views of
+    (N, L, d) memory; delta_bias near -1 gives the small steps of a trained Mamba."""
     g = torch.Generator(device=device).manual_seed(seed)
 
     def randn(*shape: int, dt: torch.dtype = dtype, scale: float = 1.0) -> torch.Tensor:
         return (scale * torch.randn(*shape, generator=g, device=device, dtype=torch.float32)).to(dt)
 
-    return [randn(batch, length, dim), randn(batch, length, dim, scale=0.5),
-            -torch.rand(dim, state, generator=g, device=device) - 0.1, randn(batch, length, state),
-            randn(batch, length, state), randn(dim, dt=torch.float32), randn(batch, length, dim),
-            randn(dim, dt=torch.float32, scale=0.5) - 1.0]
+    def seq(channels: int, scale: float = 1.0) -> torch.Tensor:
+        if channels_last:
+            return randn(batch, length, channels, scale=scale).transpose(1, 2)
+        return randn(batch, channels, length, scale=scale)
+
+    return [seq(dim), seq(dim, 0.5), -torch.rand(dim, state, generator=g, device=device) - 0.1, seq(state),
+            seq(state), randn(dim, dt=torch.float32), seq(dim), randn(dim, dt=torch.float32, scale=0.5) - 1.0]
 
 
 def reference(inputs: list[torch.Tensor], grad_out: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
     xs = [x.detach().double().requires_grad_() for x in inputs]
-    u, delta, A, B, C, D, z, bias = xs
-    out = selective_scan_reference(u.transpose(1, 2), delta.transpose(1, 2), A, B.transpose(1, 2),
-                                   C.transpose(1, 2), D, z.transpose(1, 2), bias, True).transpose(1, 2)
+    out = selective_scan_reference(*xs, delta_softplus=True)
     return out, list(torch.autograd.grad(out, xs, grad_out.double()))
 
 
@@ -74,7 +77,7 @@ def assert_conv_matches_reference(x: torch.Tensor, weight: torch.Tensor, bias: t
     out = causal_conv1d_silu_triton(*xs)
     grads = torch.autograd.grad(out, xs, grad_out)
     ref_xs = [t.detach().double().requires_grad_() for t in (x, weight, bias)]
-    ref = F.silu(causal_conv1d(*ref_xs))
+    ref = F.silu(causal_conv1d(ref_xs[0].transpose(1, 2), *ref_xs[1:])).transpose(1, 2)
     ref_grads = torch.autograd.grad(ref, ref_xs, grad_out.double())
     assert out.dtype == x.dtype and rel_l2(out, ref) < tol
     for g_, r in zip(grads, ref_grads, strict=True):
@@ -88,11 +91,11 @@ def test_kernels_in_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(triton_ops, "SCAN_FWD", (8, 16, 4))  # chunks of at most 8 steps
     monkeypatch.setattr(triton_ops, "SCAN_BWD", (8, 16, 4))
     monkeypatch.setattr(triton_ops, "_block_groups", lambda batch, n_blocks, device: 2)
-    # L = 19: chunks of 8, 8 and 3; d = 20: blocks of 16 and 4; n = 3 (padded to 4)
-    assert_matches_reference(scan_inputs(2, 19, 20, 3, torch.float32, "cpu", seed=0), tol=1e-5)
+    # L = 19: chunks of 8, 8 and 3; d = 20: blocks of 16 and 4; n = 3 (padded to 4); strided inputs
+    assert_matches_reference(scan_inputs(2, 19, 20, 3, torch.float32, "cpu", seed=0, channels_last=True), tol=1e-5)
     g = torch.Generator().manual_seed(1)
-    assert_conv_matches_reference(torch.randn(2, 37, 20, generator=g), torch.randn(20, 1, 4, generator=g),
-                                  torch.randn(20, generator=g), tol=1e-5)
+    assert_conv_matches_reference(torch.randn(2, 37, 20, generator=g).transpose(1, 2),
+                                  torch.randn(20, 1, 4, generator=g), torch.randn(20, generator=g), tol=1e-5)
 
 
 @pytest.mark.gpu
@@ -104,10 +107,15 @@ def test_scan_matches_float64_reference(shape: tuple[int, int, int, int], dtype:
 
 
 @pytest.mark.gpu
+def test_scan_takes_any_strides() -> None:
+    assert_matches_reference(scan_inputs(2, 300, 72, 16, torch.float32, "cuda", seed=4, channels_last=True), 1e-5)
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)], ids=["float32", "bf16"])
 def test_conv_matches_float64_reference(dtype: torch.dtype, tol: float) -> None:
     g = torch.Generator(device="cuda").manual_seed(0)
-    x = torch.randn(3, 301, 200, device="cuda", generator=g).to(dtype)
+    x = torch.randn(3, 200, 301, device="cuda", generator=g).to(dtype)
     assert_conv_matches_reference(x, torch.randn(200, 1, 4, device="cuda", generator=g),
                                   torch.randn(200, device="cuda", generator=g), tol)
 
@@ -135,8 +143,7 @@ def test_matches_mamba_ssm_selective_scan_fn(dtype: torch.dtype) -> None:
     out, grads = triton_run(inputs, grad_out)
     xs = [x.detach().clone().requires_grad_() for x in inputs]
     u, delta, A, B, C, D, z, bias = xs
-    ref = selective_scan_fn(u.transpose(1, 2), delta.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2), D,
-                            z=z.transpose(1, 2), delta_bias=bias, delta_softplus=True).transpose(1, 2)
+    ref = selective_scan_fn(u, delta, A, B, C, D, z=z, delta_bias=bias, delta_softplus=True)
     ref_grads = torch.autograd.grad(ref, xs, grad_out)
     tol = 1e-5 if dtype == torch.float32 else 1e-2
     assert rel_l2(out, ref) < tol
@@ -149,7 +156,7 @@ def test_opcheck() -> None:
     u, delta, A, B, C, D, z, bias = scan_inputs(2, 40, 32, 16, torch.float32, "cuda", seed=3)
     args = [x.requires_grad_() for x in (u, delta, A, B, C, D, z, bias)]
     torch.library.opcheck(torch.ops.dimsum.triton_scan_fwd.default, tuple(args))
-    x = torch.randn(2, 40, 32, device="cuda", requires_grad=True)
+    x = torch.randn(2, 32, 40, device="cuda", requires_grad=True)
     w = torch.randn(32, 4, device="cuda", requires_grad=True)
     b = torch.randn(32, device="cuda", requires_grad=True)
     torch.library.opcheck(torch.ops.dimsum.triton_conv_silu_fwd.default, (x, w, b))
@@ -177,3 +184,20 @@ def test_compiled_triton_mixer_matches_eager(no_tf32: None) -> None:
     assert len(grads) == len(ref_grads)
     for g_, r in zip(grads, ref_grads, strict=True):
         assert rel_l2(g_, r) < 1e-5
+
+
+@needs_triton
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU tests run the compiled kernels")
+def test_mixer_triton_path_in_the_interpreter() -> None:
+    """The mixer's Triton path (projections written as W @ x, time-contiguous) computes what its
+    PyTorch path computes."""
+    from dimsum_core.ops.selective_scan import selective_scan
+    from dimsum_plugins.mixers import Mamba
+
+    torch.manual_seed(0)
+    m = Mamba(16, 8, d_state=4, backend="torch")
+    x = torch.randn(2, 12, 16)
+    A = -torch.exp(m.A_log.float())
+    got = m._triton(x, None, A)
+    want = m._unfused(x, None, A, selective_scan)
+    assert rel_l2(got, want) < 1e-5

@@ -2,16 +2,22 @@
 conv + SiLU in front of it. Their float64 twins are :func:`~dimsum_core.ops.selective_scan.selective_scan_reference`
 and :func:`~dimsum_core.ops.causal_conv1d.causal_conv1d`; ``tests/test_triton_kernels.py`` holds them to it.
 
-Layout: every sequence tensor is channels-last, ``(N, L, d)`` with unit channel stride (what ``in_proj``
-and ``x_proj`` produce, so the mixer needs no transposes); B and C are ``(N, L, n)``, shared by all
-channels. A is ``(d, n)`` float32, D and the delta bias ``(d,)`` float32. Arithmetic is float32.
+Layout: sequences are ``(N, d, L)`` and B, C ``(N, n, L)`` (B and C shared by all channels), any strides,
+fastest with time contiguous: the mixer gets that layout for free by writing its projections as
+``W @ x`` (as mamba-ssm's fused path does). A is ``(d, n)`` float32, D and the delta bias ``(d,)``
+float32. Arithmetic is float32.
 
-Scan. A program owns one batch row and a block of BD channels, and holds a (T, BD) tile of the sequence
+Why time-contiguous: Triton lays a tile out along its contiguous memory axis, and a scan is cheap only
+along an axis each thread holds a run of (in registers) and a warp spans (shuffles); across warps it
+goes through shared memory. Measured on an H200 (docs/benchmarks.md): the same kernels on
+channels-last tiles ran 3-5x slower.
+
+Scan. A program owns one batch row and a block of BD channels, and holds a (BD, T) tile of the sequence
 (T up to the whole sequence). The state index is the inner loop: for each of the n states the recurrence
-``h_t = a_t h_{t-1} + b_t`` (``a = exp(delta·A[:, s])``, ``b = delta·u·B[:, s]``) over the tile is one
-``tl.associative_scan`` over time, and ``y = sum_s C[:, s] h`` accumulates in registers, so no state
-tensor is ever stored. Sequences longer than T are walked in chunks, the state entering each chunk
-carried in a (BD, n) register tile.
+``h_t = a_t h_{t-1} + b_t`` (``a = exp(delta·A[:, s])``, ``b = delta·u·B[s]``) over the tile is one
+``tl.associative_scan`` over time, and ``y = sum_s C[s] h`` accumulates in registers, so no state tensor
+is ever stored. Sequences longer than T are walked in chunks, the state entering each chunk carried in
+a (BD, n) register tile.
 
 The backward recomputes the states instead of storing them. It walks the chunks in reverse (a first pass
 writes the state entering each chunk to a small per-program scratch when there is more than one), and
@@ -54,46 +60,52 @@ def _with_column(x, states, s, col):
 
 
 @triton.jit
-def _load_tile(ptr, s_t, t, cols, mask):
-    return tl.load(ptr + t[:, None] * s_t + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+def _at_step(x, steps, i):
+    """Time step i of a (BD, T) tile."""
+    return tl.sum(tl.where(steps[None, :] == i, x, 0.0), axis=1)
 
 
 @triton.jit
-def _chunk_delta(delta_ptr, s_t, t, cols, mask, bias):
-    """softplus(delta + bias) on a (T, BD) tile, 0 where masked (so masked steps neither decay nor add)."""
-    raw = _load_tile(delta_ptr, s_t, t, cols, mask) + bias[None, :]
+def _load_tile(ptr, s_d, s_t, cols, t, mask):
+    return tl.load(ptr + cols[:, None] * s_d + t[None, :] * s_t, mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _load_delta(delta_ptr, s_d, s_t, cols, t, mask, bias):
+    """softplus(delta + bias) on a (BD, T) tile, 0 where masked (so masked steps neither decay nor add)."""
+    raw = _load_tile(delta_ptr, s_d, s_t, cols, t, mask) + bias[:, None]
     return tl.where(mask, _softplus(raw), 0.0), raw
 
 
 @triton.jit
 def _state_scan(delta, du, A_s, B_s, h0):
-    """States h (T, BD) of state s over one chunk from its entering state h0 (BD,), and the input b."""
-    a = tl.exp2(delta * (A_s * LOG2E)[None, :])
-    b = du * B_s[:, None]
-    a_cum, b_cum = tl.associative_scan((a, b), 0, _affine)
-    return a_cum * h0[None, :] + b_cum, b
+    """States h (BD, T) of state s over one chunk from its entering state h0 (BD,), and the input b."""
+    a = tl.exp2(delta * (A_s * LOG2E)[:, None])
+    b = du * B_s[None, :]
+    a_cum, b_cum = tl.associative_scan((a, b), 1, _affine)
+    return a_cum * h0[:, None] + b_cum, b
 
 
 @triton.jit
-def _entering_states(u_ptr, delta_ptr, B_ptr, A_ptr, scratch_ptr, su_t, sdl_t, sB_t, sB_n, L, n,
-                     cols, mask_d, bias, rows, states, n_chunks,
+def _entering_states(u_ptr, delta_ptr, B_ptr, A_ptr, scratch_ptr, su_d, su_t, sdl_d, sdl_t, sB_n, sB_t,
+                     L, n, cols, mask_d, bias, steps, states, n_chunks,
                      T: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr):
     """Writes the state entering every chunk, (BD, NP) each, to scratch[chunk]."""
     tile_off = tl.arange(0, BD)[:, None] * NP + states[None, :]
     H = tl.zeros((BD, NP), tl.float32)
     tl.store(scratch_ptr + tile_off, H)
     for c in range(0, n_chunks - 1):
-        t = c * T + rows
-        mask = (t < L)[:, None] & mask_d[None, :]
-        u = _load_tile(u_ptr, su_t, t, cols, mask)
-        delta, _ = _chunk_delta(delta_ptr, sdl_t, t, cols, mask, bias)
+        t = c * T + steps
+        mask = mask_d[:, None] & (t < L)[None, :]
+        u = _load_tile(u_ptr, su_d, su_t, cols, t, mask)
+        delta, _ = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
         du = delta * u
         H_next = tl.zeros((BD, NP), tl.float32)
         for s in range(0, n):
             A_s = tl.load(A_ptr + cols * n + s, mask=mask_d, other=0.0)
-            B_s = tl.load(B_ptr + t * sB_t + s * sB_n, mask=t < L, other=0.0).to(tl.float32)
+            B_s = tl.load(B_ptr + s * sB_n + t * sB_t, mask=t < L, other=0.0).to(tl.float32)
             h, _ = _state_scan(delta, du, A_s, B_s, _column(H, states, s))
-            H_next = _with_column(H_next, states, s, tl.sum(tl.where(rows[:, None] == T - 1, h, 0.0), axis=0))
+            H_next = _with_column(H_next, states, s, _at_step(h, steps, T - 1))
         H = H_next
         tl.store(scratch_ptr + (c + 1) * BD * NP + tile_off, H)
 
@@ -102,13 +114,14 @@ def _entering_states(u_ptr, delta_ptr, B_ptr, A_ptr, scratch_ptr, su_t, sdl_t, s
 def scan_fwd_kernel(
     u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, out_ptr,
     L, d, n,
-    su_b, su_t, sdl_b, sdl_t, sz_b, sz_t, sB_b, sB_t, sB_n, sC_b, sC_t, sC_n, so_b, so_t,
+    su_b, su_d, su_t, sdl_b, sdl_d, sdl_t, sz_b, sz_d, sz_t, sB_b, sB_n, sB_t, sC_b, sC_n, sC_t,
     T: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr,
 ):
+    """out = y · silu(z), (N, d, L) contiguous."""
     pid_d, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     cols = pid_d * BD + tl.arange(0, BD)
     states = tl.arange(0, NP)
-    rows = tl.arange(0, T)
+    steps = tl.arange(0, T)
     mask_d = cols < d
     Dv = tl.load(D_ptr + cols, mask=mask_d, other=0.0)
     bias = tl.load(bias_ptr + cols, mask=mask_d, other=0.0)
@@ -117,27 +130,27 @@ def scan_fwd_kernel(
     z_ptr += b * sz_b
     B_ptr += b * sB_b
     C_ptr += b * sC_b
-    out_ptr += b * so_b
+    out_ptr += b * d * L
     H = tl.zeros((BD, NP), tl.float32)  # state entering the chunk, for sequences longer than T
     for t0 in range(0, L, T):
-        t = t0 + rows
-        mask = (t < L)[:, None] & mask_d[None, :]
-        u = _load_tile(u_ptr, su_t, t, cols, mask)
-        delta, _ = _chunk_delta(delta_ptr, sdl_t, t, cols, mask, bias)
+        t = t0 + steps
+        mask = mask_d[:, None] & (t < L)[None, :]
+        u = _load_tile(u_ptr, su_d, su_t, cols, t, mask)
+        delta, _ = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
         du = delta * u
-        y = Dv[None, :] * u
+        y = Dv[:, None] * u
         more = t0 + T < L
         for s in range(0, n):
             A_s = tl.load(A_ptr + cols * n + s, mask=mask_d, other=0.0)
-            B_s = tl.load(B_ptr + t * sB_t + s * sB_n, mask=t < L, other=0.0).to(tl.float32)
-            C_s = tl.load(C_ptr + t * sC_t + s * sC_n, mask=t < L, other=0.0).to(tl.float32)
+            B_s = tl.load(B_ptr + s * sB_n + t * sB_t, mask=t < L, other=0.0).to(tl.float32)
+            C_s = tl.load(C_ptr + s * sC_n + t * sC_t, mask=t < L, other=0.0).to(tl.float32)
             h, _ = _state_scan(delta, du, A_s, B_s, _column(H, states, s))
-            y += h * C_s[:, None]
+            y += h * C_s[None, :]
             if more:
-                H = _with_column(H, states, s, tl.sum(tl.where(rows[:, None] == T - 1, h, 0.0), axis=0))
-        z = _load_tile(z_ptr, sz_t, t, cols, mask)
+                H = _with_column(H, states, s, _at_step(h, steps, T - 1))
+        z = _load_tile(z_ptr, sz_d, sz_t, cols, t, mask)
         out = y * z * tl.sigmoid(z)
-        tl.store(out_ptr + t[:, None] * so_t + cols[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
+        tl.store(out_ptr + cols[:, None] * L + t[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -145,17 +158,18 @@ def scan_bwd_kernel(
     u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, dout_ptr,
     du_ptr, ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, scratch_ptr,
     L, d, n, n_blocks, G,
-    su_b, su_t, sdl_b, sdl_t, sz_b, sz_t, sB_b, sB_t, sB_n, sC_b, sC_t, sC_n, sg_b, sg_t,
+    su_b, su_d, su_t, sdl_b, sdl_d, sdl_t, sz_b, sz_d, sz_t, sB_b, sB_n, sB_t, sC_b, sC_n, sC_t,
+    sg_b, sg_d, sg_t,
     T: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr,
 ):
-    """Gradients of scan_fwd_kernel's output. du, ddelta, dz: (N, L, d) contiguous, input dtype.
-    dB, dC: float32 (N, P, L, n) partials over the P program groups, dA: float32 (N, d, n), all
+    """Gradients of scan_fwd_kernel's output. du, ddelta, dz: (N, d, L) contiguous, input dtype.
+    dB, dC: float32 (N, P, n, L) partials over the P program groups, dA: float32 (N, d, n), all
     zero-initialised (accumulated here chunk by chunk and block by block); dD, dbias: float32 (N, d),
     summed over the batch by the caller. scratch: float32 (N, P, chunks, BD, NP)."""
     pid_g, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     P = tl.num_programs(0)
     states = tl.arange(0, NP)
-    rows = tl.arange(0, T)
+    steps = tl.arange(0, T)
     n_chunks = tl.cdiv(L, T)
     u_ptr += b * su_b
     delta_ptr += b * sdl_b
@@ -163,11 +177,11 @@ def scan_bwd_kernel(
     B_ptr += b * sB_b
     C_ptr += b * sC_b
     dout_ptr += b * sg_b
-    du_ptr += b * L * d
-    ddelta_ptr += b * L * d
-    dz_ptr += b * L * d
+    du_ptr += b * d * L
+    ddelta_ptr += b * d * L
+    dz_ptr += b * d * L
     dA_ptr += b * d * n
-    part = (b * P + pid_g) * L * n
+    part = (b * P + pid_g) * n * L
     dB_ptr += part
     dC_ptr += part
     scratch_ptr += (b * P + pid_g) * n_chunks * BD * NP
@@ -178,62 +192,62 @@ def scan_bwd_kernel(
         Dv = tl.load(D_ptr + cols, mask=mask_d, other=0.0)
         bias = tl.load(bias_ptr + cols, mask=mask_d, other=0.0)
         if n_chunks > 1:
-            _entering_states(u_ptr, delta_ptr, B_ptr, A_ptr, scratch_ptr, su_t, sdl_t, sB_t, sB_n, L, n,
-                             cols, mask_d, bias, rows, states, n_chunks, T, BD, NP)
+            _entering_states(u_ptr, delta_ptr, B_ptr, A_ptr, scratch_ptr, su_d, su_t, sdl_d, sdl_t, sB_n, sB_t,
+                             L, n, cols, mask_d, bias, steps, states, n_chunks, T, BD, NP)
             tl.debug_barrier()
         Q = tl.zeros((BD, NP), tl.float32)  # adjoint at the first step of the chunk after
         dD_acc = tl.zeros((BD,), tl.float32)
         dbias_acc = tl.zeros((BD,), tl.float32)
         for ci in range(0, n_chunks):
             c = n_chunks - 1 - ci
-            t = c * T + rows
-            mask = (t < L)[:, None] & mask_d[None, :]
-            mask_next = (t + 1 < L)[:, None] & mask_d[None, :]
+            t = c * T + steps
+            mask = mask_d[:, None] & (t < L)[None, :]
+            mask_next = mask_d[:, None] & (t + 1 < L)[None, :]
             H0 = tl.zeros((BD, NP), tl.float32)
             if c > 0:
                 H0 = tl.load(scratch_ptr + c * BD * NP + tile_off)
-            u = _load_tile(u_ptr, su_t, t, cols, mask)
-            delta, delta_raw = _chunk_delta(delta_ptr, sdl_t, t, cols, mask, bias)
-            delta_next, _ = _chunk_delta(delta_ptr, sdl_t, t + 1, cols, mask_next, bias)
-            z = _load_tile(z_ptr, sz_t, t, cols, mask)
-            dout = _load_tile(dout_ptr, sg_t, t, cols, mask)
+            u = _load_tile(u_ptr, su_d, su_t, cols, t, mask)
+            delta, delta_raw = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
+            delta_next, _ = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t + 1, mask_next, bias)
+            z = _load_tile(z_ptr, sz_d, sz_t, cols, t, mask)
+            dout = _load_tile(dout_ptr, sg_d, sg_t, cols, t, mask)
             sig_z = tl.sigmoid(z)
             gy = dout * z * sig_z  # dL/dy
             du = delta * u
-            y = Dv[None, :] * u
-            qB = tl.zeros((T, BD), tl.float32)  # sum_s q B
-            wA = tl.zeros((T, BD), tl.float32)  # sum_s dL/d(delta·A) A
+            y = Dv[:, None] * u
+            qB = tl.zeros((BD, T), tl.float32)  # sum_s q B
+            wA = tl.zeros((BD, T), tl.float32)  # sum_s dL/d(delta·A) A
             Q_prev = tl.zeros((BD, NP), tl.float32)
             for s in range(0, n):
                 A_s = tl.load(A_ptr + cols * n + s, mask=mask_d, other=0.0)
-                B_s = tl.load(B_ptr + t * sB_t + s * sB_n, mask=t < L, other=0.0).to(tl.float32)
-                C_s = tl.load(C_ptr + t * sC_t + s * sC_n, mask=t < L, other=0.0).to(tl.float32)
+                B_s = tl.load(B_ptr + s * sB_n + t * sB_t, mask=t < L, other=0.0).to(tl.float32)
+                C_s = tl.load(C_ptr + s * sC_n + t * sC_t, mask=t < L, other=0.0).to(tl.float32)
                 h, b_in = _state_scan(delta, du, A_s, B_s, _column(H0, states, s))
-                y += h * C_s[:, None]
+                y += h * C_s[None, :]
                 # adjoint: q_t = C_t gy_t + a_{t+1} q_{t+1}, a reverse scan with the next step's decay
-                a_next = tl.exp2(delta_next * (A_s * LOG2E)[None, :])
-                a_cum, q_loc = tl.associative_scan((a_next, C_s[:, None] * gy), 0, _affine, reverse=True)
-                q = q_loc + a_cum * _column(Q, states, s)[None, :]
+                a_next = tl.exp2(delta_next * (A_s * LOG2E)[:, None])
+                a_cum, q_loc = tl.associative_scan((a_next, C_s[None, :] * gy), 1, _affine, reverse=True)
+                q = q_loc + a_cum * _column(Q, states, s)[:, None]
                 if c > 0:
-                    Q_prev = _with_column(Q_prev, states, s, tl.sum(tl.where(rows[:, None] == 0, q, 0.0), axis=0))
-                qB += q * B_s[:, None]
+                    Q_prev = _with_column(Q_prev, states, s, _at_step(q, steps, 0))
+                qB += q * B_s[None, :]
                 w = q * (h - b_in)  # dL/d(delta·A) = q_t a_t h_{t-1}
-                wA += w * A_s[None, :]
-                dA_s = tl.sum(w * delta, axis=0) + tl.load(dA_ptr + cols * n + s, mask=mask_d, other=0.0)
+                wA += w * A_s[:, None]
+                dA_s = tl.sum(w * delta, axis=1) + tl.load(dA_ptr + cols * n + s, mask=mask_d, other=0.0)
                 tl.store(dA_ptr + cols * n + s, dA_s, mask=mask_d)
                 # dB_t = sum_d q_t du_t, dC_t = sum_d h_t gy_t: summed over this block's channels first
-                dB_s = tl.sum(q * du, axis=1) + tl.load(dB_ptr + t * n + s, mask=t < L, other=0.0)
-                dC_s = tl.sum(h * gy, axis=1) + tl.load(dC_ptr + t * n + s, mask=t < L, other=0.0)
-                tl.store(dB_ptr + t * n + s, dB_s, mask=t < L)
-                tl.store(dC_ptr + t * n + s, dC_s, mask=t < L)
+                dB_s = tl.sum(q * du, axis=0) + tl.load(dB_ptr + s * L + t, mask=t < L, other=0.0)
+                dC_s = tl.sum(h * gy, axis=0) + tl.load(dC_ptr + s * L + t, mask=t < L, other=0.0)
+                tl.store(dB_ptr + s * L + t, dB_s, mask=t < L)
+                tl.store(dC_ptr + s * L + t, dC_s, mask=t < L)
             Q = Q_prev
-            g_u = delta * qB + Dv[None, :] * gy
+            g_u = delta * qB + Dv[:, None] * gy
             g_delta = u * qB + wA
             g_delta_raw = tl.where(mask, g_delta * tl.where(delta_raw > 20.0, 1.0, tl.sigmoid(delta_raw)), 0.0)
             dz = dout * y * sig_z * (1.0 + z * (1.0 - sig_z))
-            dD_acc += tl.sum(gy * u, axis=0)
-            dbias_acc += tl.sum(g_delta_raw, axis=0)
-            offs = t[:, None] * d + cols[None, :]
+            dD_acc += tl.sum(gy * u, axis=1)
+            dbias_acc += tl.sum(g_delta_raw, axis=1)
+            offs = cols[:, None] * L + t[None, :]
             tl.store(du_ptr + offs, g_u.to(du_ptr.dtype.element_ty), mask=mask)
             tl.store(ddelta_ptr + offs, g_delta_raw.to(ddelta_ptr.dtype.element_ty), mask=mask)
             tl.store(dz_ptr + offs, dz.to(dz_ptr.dtype.element_ty), mask=mask)
@@ -243,30 +257,31 @@ def scan_bwd_kernel(
 
 
 @triton.jit
-def conv_fwd_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, L, d, sx_b, sx_t,
-                    K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr):
-    """out = silu(bias + sum_k w[:, k] x_{t-K+1+k}) on (N, L, d), zeros before t = 0; out contiguous."""
+def conv_fwd_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, L, d, sx_b, sx_d, sx_t,
+                    K: tl.constexpr, BC: tl.constexpr, BT: tl.constexpr):
+    """out = silu(bias + sum_k w[:, k] x_{t-K+1+k}) on (N, d, L), zeros before t = 0; out contiguous."""
     pid_t, pid_c, b = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     t = pid_t * BT + tl.arange(0, BT)
     cols = pid_c * BC + tl.arange(0, BC)
     mask_c = cols < d
-    acc = tl.zeros((BT, BC), tl.float32) + tl.load(bias_ptr + cols, mask=mask_c, other=0.0)[None, :]
+    acc = tl.zeros((BC, BT), tl.float32) + tl.load(bias_ptr + cols, mask=mask_c, other=0.0)[:, None]
     x_ptr += b * sx_b
     for k in tl.static_range(K):
         ts = t - (K - 1) + k
-        m = ((ts >= 0) & (ts < L))[:, None] & mask_c[None, :]
-        x = tl.load(x_ptr + ts[:, None] * sx_t + cols[None, :], mask=m, other=0.0).to(tl.float32)
-        acc += x * tl.load(w_ptr + cols * K + k, mask=mask_c, other=0.0)[None, :]
+        m = mask_c[:, None] & ((ts >= 0) & (ts < L))[None, :]
+        x = tl.load(x_ptr + cols[:, None] * sx_d + ts[None, :] * sx_t, mask=m, other=0.0).to(tl.float32)
+        acc += x * tl.load(w_ptr + cols * K + k, mask=mask_c, other=0.0)[:, None]
     out = acc * tl.sigmoid(acc)
-    m = (t < L)[:, None] & mask_c[None, :]
-    tl.store(out_ptr + b * L * d + t[:, None] * d + cols[None, :], out.to(out_ptr.dtype.element_ty), mask=m)
+    m = mask_c[:, None] & (t < L)[None, :]
+    tl.store(out_ptr + b * d * L + cols[:, None] * L + t[None, :], out.to(out_ptr.dtype.element_ty), mask=m)
 
 
 @triton.jit
-def conv_bwd_kernel(x_ptr, w_ptr, bias_ptr, dout_ptr, dx_ptr, dw_ptr, dbias_ptr, L, d, sx_b, sx_t, sg_b, sg_t,
-                    K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr):
-    """dx (N, L, d) contiguous; dw (N·tiles, d, K) and dbias (N·tiles, d) float32 partials per time tile.
-    The pre-activation gradient at the K shifted positions a dx row needs is recomputed, not stored."""
+def conv_bwd_kernel(x_ptr, w_ptr, bias_ptr, dout_ptr, dx_ptr, dw_ptr, dbias_ptr, L, d,
+                    sx_b, sx_d, sx_t, sg_b, sg_d, sg_t,
+                    K: tl.constexpr, BC: tl.constexpr, BT: tl.constexpr):
+    """dx (N, d, L) contiguous; dw (N·tiles, d, K) and dbias (N·tiles, d) float32 partials per time tile.
+    The pre-activation gradient at the K shifted positions a dx step needs is recomputed, not stored."""
     pid_t, pid_c, b = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     t = pid_t * BT + tl.arange(0, BT)
     cols = pid_c * BC + tl.arange(0, BC)
@@ -274,27 +289,27 @@ def conv_bwd_kernel(x_ptr, w_ptr, bias_ptr, dout_ptr, dx_ptr, dw_ptr, dbias_ptr,
     bias = tl.load(bias_ptr + cols, mask=mask_c, other=0.0)
     x_ptr += b * sx_b
     dout_ptr += b * sg_b
-    dx = tl.zeros((BT, BC), tl.float32)
-    for j in tl.static_range(K):  # dp at row t + j, which reaches x_t through tap K-1-j
+    dx = tl.zeros((BC, BT), tl.float32)
+    for j in tl.static_range(K):  # dp at step t + j, which reaches x_t through tap K-1-j
         tj = t + j
-        pre = tl.zeros((BT, BC), tl.float32) + bias[None, :]
+        pre = tl.zeros((BC, BT), tl.float32) + bias[:, None]
         for k in tl.static_range(K):
             ts = tj - (K - 1) + k
-            m = ((ts >= 0) & (ts < L))[:, None] & mask_c[None, :]
-            x = tl.load(x_ptr + ts[:, None] * sx_t + cols[None, :], mask=m, other=0.0).to(tl.float32)
-            pre += x * tl.load(w_ptr + cols * K + k, mask=mask_c, other=0.0)[None, :]
-        m = (tj < L)[:, None] & mask_c[None, :]
-        g = tl.load(dout_ptr + tj[:, None] * sg_t + cols[None, :], mask=m, other=0.0).to(tl.float32)
+            m = mask_c[:, None] & ((ts >= 0) & (ts < L))[None, :]
+            x = tl.load(x_ptr + cols[:, None] * sx_d + ts[None, :] * sx_t, mask=m, other=0.0).to(tl.float32)
+            pre += x * tl.load(w_ptr + cols * K + k, mask=mask_c, other=0.0)[:, None]
+        m = mask_c[:, None] & (tj < L)[None, :]
+        g = tl.load(dout_ptr + cols[:, None] * sg_d + tj[None, :] * sg_t, mask=m, other=0.0).to(tl.float32)
         sig = tl.sigmoid(pre)
         dp = tl.where(m, g * sig * (1.0 + pre * (1.0 - sig)), 0.0)
-        dx += dp * tl.load(w_ptr + cols * K + (K - 1 - j), mask=mask_c, other=0.0)[None, :]
-        if j == 0:  # this tile's own rows: weight and bias gradients
+        dx += dp * tl.load(w_ptr + cols * K + (K - 1 - j), mask=mask_c, other=0.0)[:, None]
+        if j == 0:  # this tile's own steps: weight and bias gradients
             tile = b * tl.num_programs(0) + pid_t
-            tl.store(dbias_ptr + tile * d + cols, tl.sum(dp, axis=0), mask=mask_c)
+            tl.store(dbias_ptr + tile * d + cols, tl.sum(dp, axis=1), mask=mask_c)
             for k in tl.static_range(K):
                 ts = t - (K - 1) + k
-                m = ((ts >= 0) & (ts < L))[:, None] & mask_c[None, :]
-                x = tl.load(x_ptr + ts[:, None] * sx_t + cols[None, :], mask=m, other=0.0).to(tl.float32)
-                tl.store(dw_ptr + tile * d * K + cols * K + k, tl.sum(dp * x, axis=0), mask=mask_c)
-    m = (t < L)[:, None] & mask_c[None, :]
-    tl.store(dx_ptr + b * L * d + t[:, None] * d + cols[None, :], dx.to(dx_ptr.dtype.element_ty), mask=m)
+                m = mask_c[:, None] & ((ts >= 0) & (ts < L))[None, :]
+                x = tl.load(x_ptr + cols[:, None] * sx_d + ts[None, :] * sx_t, mask=m, other=0.0).to(tl.float32)
+                tl.store(dw_ptr + tile * d * K + cols * K + k, tl.sum(dp * x, axis=1), mask=mask_c)
+    m = mask_c[:, None] & (t < L)[None, :]
+    tl.store(dx_ptr + b * d * L + cols[:, None] * L + t[None, :], dx.to(dx_ptr.dtype.element_ty), mask=m)

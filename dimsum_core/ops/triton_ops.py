@@ -3,8 +3,8 @@ autograd and shape-only twins, so eager code calls them like any op and ``torch.
 traces through them.
 
 The kernel module (and so Triton) is imported inside the op bodies: importing this module is harmless
-on a machine without Triton. Both ops take channels-last sequences, ``(N, L, d)`` with unit channel
-stride, which is what the Mamba mixer's projections produce.
+on a machine without Triton. Both ops take ``(N, d, L)`` sequences, fastest with time contiguous (see
+the kernel module), and return contiguous ``(N, d, L)`` tensors.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from torch import Tensor
 # Tiles (longest chunk of time T, channel block BD, warps) of the forward and the backward scan, and the
 # (time, channel) tile of the conv: chosen on an H200 by `benchmarks/scan.py --sweep` (docs/benchmarks.md).
 SCAN_FWD = (256, 16, 4)
-SCAN_BWD = (256, 16, 8)
-CONV = (32, 64, 4)
+SCAN_BWD = (256, 16, 4)
+CONV = (64, 64, 4)
 
 
-def _unit_channel_stride(t: Tensor) -> Tensor:
+def _time_contiguous(t: Tensor) -> Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
@@ -46,16 +46,14 @@ def _scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
               delta_bias: Tensor) -> Tensor:
     from dimsum_core.ops import triton_kernels as k
 
-    batch, length, dim = u.shape
+    batch, dim, length = u.shape
     n = A.shape[1]
-    out = torch.empty((batch, length, dim), dtype=u.dtype, device=u.device)
+    out = torch.empty((batch, dim, length), dtype=u.dtype, device=u.device)
     longest, block, warps = SCAN_FWD
     chunk = min(_next_pow2(length), longest)
-    grid = (-(-dim // block), batch)
-    k.scan_fwd_kernel[grid](
+    k.scan_fwd_kernel[(-(-dim // block), batch)](
         u, delta, z, B, C, A, D, delta_bias, out, length, dim, n,
-        u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), z.stride(0), z.stride(1),
-        B.stride(0), B.stride(1), B.stride(2), C.stride(0), C.stride(1), C.stride(2), out.stride(0), out.stride(1),
+        *u.stride(), *delta.stride(), *z.stride(), *B.stride(), *C.stride(),
         T=chunk, BD=block, NP=_next_pow2(n), num_warps=warps)
     return out
 
@@ -71,7 +69,7 @@ def _scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
     """-> gradients of (u, delta, A, B, C, D, z, delta_bias), each in its input's dtype."""
     from dimsum_core.ops import triton_kernels as k
 
-    batch, length, dim = u.shape
+    batch, dim, length = u.shape
     n, np_ = A.shape[1], _next_pow2(A.shape[1])
     longest, block, warps = SCAN_BWD
     chunk = min(_next_pow2(length), longest)
@@ -79,16 +77,15 @@ def _scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
     groups = _block_groups(batch, n_blocks, u.device)
     programs = -(-n_blocks // groups)
     f32 = dict(dtype=torch.float32, device=u.device)
-    du, ddelta, dz = (torch.empty((batch, length, dim), dtype=x.dtype, device=u.device) for x in (u, delta, z))
-    dB_part, dC_part = (torch.zeros((batch, programs, length, n), **f32) for _ in range(2))
+    du, ddelta, dz = (torch.empty((batch, dim, length), dtype=x.dtype, device=u.device) for x in (u, delta, z))
+    dB_part, dC_part = (torch.zeros((batch, programs, n, length), **f32) for _ in range(2))
     dA_part = torch.zeros((batch, dim, n), **f32)
     dD_part, dbias_part = torch.empty((batch, dim), **f32), torch.empty((batch, dim), **f32)
     scratch = torch.empty((batch, programs, -(-length // chunk), block, np_), **f32)
     k.scan_bwd_kernel[(programs, batch)](
         u, delta, z, B, C, A, D, delta_bias, dout, du, ddelta, dz, dB_part, dC_part, dA_part, dD_part,
         dbias_part, scratch, length, dim, n, n_blocks, groups,
-        u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), z.stride(0), z.stride(1),
-        B.stride(0), B.stride(1), B.stride(2), C.stride(0), C.stride(1), C.stride(2), dout.stride(0), dout.stride(1),
+        *u.stride(), *delta.stride(), *z.stride(), *B.stride(), *C.stride(), *dout.stride(),
         T=chunk, BD=block, NP=np_, num_warps=warps)
     dB, dC = dB_part.sum(1).to(B.dtype), dC_part.sum(1).to(C.dtype)
     return (du, ddelta, dA_part.sum(0).to(A.dtype), dB, dC, dD_part.sum(0).to(D.dtype), dz,
@@ -105,7 +102,7 @@ def _scan_setup(ctx, inputs, output) -> None:  # noqa: ANN001
 
 
 def _scan_backward(ctx, dout):  # noqa: ANN001, ANN202
-    return torch.ops.dimsum.triton_scan_bwd(*ctx.saved_tensors, _unit_channel_stride(dout))
+    return torch.ops.dimsum.triton_scan_bwd(*ctx.saved_tensors, _time_contiguous(dout))
 
 
 _scan_fwd.register_autograd(_scan_backward, setup_context=_scan_setup)
@@ -113,28 +110,26 @@ _scan_fwd.register_autograd(_scan_backward, setup_context=_scan_setup)
 
 def selective_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
                           delta_bias: Tensor) -> Tensor:
-    """``out = y · silu(z)`` of the selective scan with ``delta = softplus(delta + delta_bias)``.
+    """``out = y · silu(z)`` of the selective scan with ``delta = softplus(delta + delta_bias)``:
+    ``selective_scan_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus=True)`` of mamba-ssm.
 
-    u, delta, z: (N, L, d) channels-last (any batch/time strides); B, C: (N, L, n), one group shared
-    by all channels; A: (d, n); D, delta_bias: (d,). The parameters are used in float32. Returns
-    (N, L, d) contiguous in u's dtype.
+    u, delta, z: (N, d, L); B, C: (N, n, L), one group shared by all channels; A: (d, n); D,
+    delta_bias: (d,). Any strides (time-contiguous is fastest); the parameters are used in float32.
+    Returns (N, d, L) contiguous in u's dtype.
     """
-    f32 = (A.float().contiguous(), D.float().contiguous(), delta_bias.float().contiguous())
-    A, D, delta_bias = f32
-    return torch.ops.dimsum.triton_scan_fwd(_unit_channel_stride(u), _unit_channel_stride(delta), A, B, C, D,
-                                            _unit_channel_stride(z), delta_bias)
+    A, D, delta_bias = (p.float().contiguous() for p in (A, D, delta_bias))
+    return torch.ops.dimsum.triton_scan_fwd(u, delta, A, B, C, D, z, delta_bias)
 
 
 @torch.library.custom_op("dimsum::triton_conv_silu_fwd", mutates_args=())
 def _conv_fwd(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     from dimsum_core.ops import triton_kernels as k
 
-    batch, length, dim = x.shape
-    out = torch.empty((batch, length, dim), dtype=x.dtype, device=x.device)
-    rows, cols, warps = CONV
-    grid = (-(-length // rows), -(-dim // cols), batch)
-    k.conv_fwd_kernel[grid](x, weight, bias, out, length, dim, x.stride(0), x.stride(1),
-                            K=weight.shape[1], BT=rows, BC=cols, num_warps=warps)
+    batch, dim, length = x.shape
+    out = torch.empty((batch, dim, length), dtype=x.dtype, device=x.device)
+    steps, channels, warps = CONV
+    k.conv_fwd_kernel[(-(-length // steps), -(-dim // channels), batch)](
+        x, weight, bias, out, length, dim, *x.stride(), K=weight.shape[1], BC=channels, BT=steps, num_warps=warps)
     return out
 
 
@@ -147,15 +142,15 @@ def _(x, weight, bias):  # noqa: ANN001, ANN202
 def _conv_bwd(x: Tensor, weight: Tensor, bias: Tensor, dout: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     from dimsum_core.ops import triton_kernels as k
 
-    batch, length, dim = x.shape
-    rows, cols, warps = CONV
-    tiles = -(-length // rows)
-    dx = torch.empty((batch, length, dim), dtype=x.dtype, device=x.device)
+    batch, dim, length = x.shape
+    steps, channels, warps = CONV
+    tiles = -(-length // steps)
+    dx = torch.empty((batch, dim, length), dtype=x.dtype, device=x.device)
     dw = torch.empty((batch * tiles, dim, weight.shape[1]), dtype=torch.float32, device=x.device)
     db = torch.empty((batch * tiles, dim), dtype=torch.float32, device=x.device)
-    k.conv_bwd_kernel[(tiles, -(-dim // cols), batch)](
-        x, weight, bias, dout, dx, dw, db, length, dim, x.stride(0), x.stride(1), dout.stride(0), dout.stride(1),
-        K=weight.shape[1], BT=rows, BC=cols, num_warps=warps)
+    k.conv_bwd_kernel[(tiles, -(-dim // channels), batch)](
+        x, weight, bias, dout, dx, dw, db, length, dim, *x.stride(), *dout.stride(),
+        K=weight.shape[1], BC=channels, BT=steps, num_warps=warps)
     return dx, dw.sum(0).to(weight.dtype), db.sum(0).to(bias.dtype)
 
 
@@ -169,15 +164,16 @@ def _conv_setup(ctx, inputs, output) -> None:  # noqa: ANN001
 
 
 def _conv_backward(ctx, dout):  # noqa: ANN001, ANN202
-    return torch.ops.dimsum.triton_conv_silu_bwd(*ctx.saved_tensors, _unit_channel_stride(dout))
+    return torch.ops.dimsum.triton_conv_silu_bwd(*ctx.saved_tensors, _time_contiguous(dout))
 
 
 _conv_fwd.register_autograd(_conv_backward, setup_context=_conv_setup)
 
 
 def causal_conv1d_silu_triton(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``silu(causal_conv1d(x, weight, bias))`` on channels-last x (N, L, C); weight (C, 1, K) in
-    nn.Conv1d's layout. Weights are used in float32; returns (N, L, C) contiguous in x's dtype."""
+    """``silu(conv1d(x))`` of ``nn.Conv1d(C, C, K, groups=C, padding=K-1)`` cropped to the first L steps,
+    on x (N, C, L), any strides (time-contiguous is fastest); weight (C, 1, K), nn.Conv1d's layout, used
+    in float32. Returns (N, C, L) contiguous in x's dtype."""
     w = weight[:, 0, :].float().contiguous()
     b = torch.zeros(w.shape[0], device=x.device) if bias is None else bias.float().contiguous()
-    return torch.ops.dimsum.triton_conv_silu_fwd(_unit_channel_stride(x), w, b)
+    return torch.ops.dimsum.triton_conv_silu_fwd(x, w, b)

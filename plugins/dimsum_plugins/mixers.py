@@ -142,15 +142,19 @@ class Mamba(SequenceMixer):
         return self._unfused(x, cond, A, selective_scan)
 
     def _triton(self, x: Tensor, cond: Tensor | None, A: Tensor) -> Tensor:
-        """Channels-last from in_proj to out_proj: the projections' outputs feed the kernels as they are."""
-        u, z = self.in_proj(x).chunk(2, dim=-1)  # (N, L, d_inner) each
+        """Time-contiguous (N, d, L) from in_proj to out_proj, the layout the Triton kernels scan fastest:
+        each projection is written as ``W @ x``, so no transpose is ever copied."""
+        xz = torch.matmul(self.in_proj.weight, x.transpose(1, 2))  # (N, 2·d_inner, L)
+        if self.in_proj.bias is not None:
+            xz = xz + self.in_proj.bias.to(xz.dtype)[:, None]
+        u, z = xz.chunk(2, dim=1)
         if cond is not None:
-            u = u + cond.to(u.dtype)[:, None, :]
+            u = u + cond.to(u.dtype)[:, :, None]
         u = causal_conv1d_silu_triton(u, self.conv1d.weight, self.conv1d.bias)
-        dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = F.linear(dt, self.dt_proj.weight)  # its bias is added inside the softplus, in float32
-        y = selective_scan_triton(u, delta, A, B, C, self.D, z, self.dt_proj.bias)
-        return self.out_proj(y)
+        dt, B, C = torch.matmul(self.x_proj.weight, u).split([self.dt_rank, self.d_state, self.d_state], dim=1)
+        delta = torch.matmul(self.dt_proj.weight, dt)  # its bias is added inside the softplus, in float32
+        y = selective_scan_triton(u, delta, A, B, C, self.D, z, self.dt_proj.bias)  # (N, d_inner, L)
+        return self.out_proj(y.transpose(1, 2))
 
     def _unfused(self, x: Tensor, cond: Tensor | None, A: Tensor, scan: Callable[..., Tensor]) -> Tensor:
         """Step by step, channels-last; ``scan`` is mamba-ssm's kernel (as custom ops) or ours."""
