@@ -90,7 +90,7 @@ def test_kernels_in_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
     """Measured: ~15 s on the 2-core CI machine (the interpreter runs each program's tile ops in numpy)."""
     monkeypatch.setattr(triton_ops, "SCAN_FWD", (8, 16, 4))  # chunks of at most 8 steps
     monkeypatch.setattr(triton_ops, "SCAN_BWD", (8, 16, 4))
-    monkeypatch.setattr(triton_ops, "_block_groups", lambda batch, n_blocks, device: 2)
+    monkeypatch.setattr(triton_ops, "_block_groups", lambda batch, n_blocks, warps, device: 2)
     # L = 19: chunks of 8, 8 and 3; d = 20: blocks of 16 and 4; n = 3 (padded to 4); strided inputs
     assert_matches_reference(scan_inputs(2, 19, 20, 3, torch.float32, "cpu", seed=0, channels_last=True), tol=1e-5)
     g = torch.Generator().manual_seed(1)

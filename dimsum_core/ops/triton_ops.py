@@ -16,9 +16,9 @@ from torch import Tensor
 
 # Tiles (longest chunk of time T, channel block BD, warps) of the forward and the backward scan, and the
 # (time, channel) tile of the conv: chosen on an H200 by `benchmarks/scan.py --sweep` (docs/benchmarks.md).
-SCAN_FWD = (256, 16, 4)
-SCAN_BWD = (256, 16, 4)
-CONV = (64, 64, 4)
+SCAN_FWD = (256, 8, 4)
+SCAN_BWD = (128, 16, 4)
+CONV = (256, 16, 4)
 
 
 def _time_contiguous(t: Tensor) -> Tensor:
@@ -34,11 +34,11 @@ def _multiprocessors(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count if torch.cuda.is_available() else 1
 
 
-def _block_groups(batch: int, n_blocks: int, device: torch.device) -> int:
-    """G, the channel blocks one backward program walks in turn: as many as keep ~4 programs per
+def _block_groups(batch: int, n_blocks: int, warps: int, device: torch.device) -> int:
+    """G, the channel blocks one backward program walks in turn: as many as keep ~16 warps per
     multiprocessor busy, since each G fewer programs means G times fewer dB/dC partials to write."""
-    programs_wanted = 4 * _multiprocessors(device.index or 0) if device.type == "cuda" else 1
-    return max(1, min(n_blocks, (batch * n_blocks) // max(programs_wanted, 1)))
+    warps_wanted = 16 * _multiprocessors(device.index or 0) if device.type == "cuda" else 1
+    return max(1, min(n_blocks, (batch * n_blocks * warps) // warps_wanted))
 
 
 @torch.library.custom_op("dimsum::triton_scan_fwd", mutates_args=())
@@ -74,7 +74,7 @@ def _scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
     longest, block, warps = SCAN_BWD
     chunk = min(_next_pow2(length), longest)
     n_blocks = -(-dim // block)
-    groups = _block_groups(batch, n_blocks, u.device)
+    groups = _block_groups(batch, n_blocks, warps, u.device)
     programs = -(-n_blocks // groups)
     f32 = dict(dtype=torch.float32, device=u.device)
     du, ddelta, dz = (torch.empty((batch, dim, length), dtype=x.dtype, device=u.device) for x in (u, delta, z))
