@@ -17,7 +17,7 @@ from torch import Tensor
 # Tiles (longest chunk of time T, channel block BD, warps) of the forward and the backward scan, and the
 # (time, channel) tile of the conv: chosen on an H200 by `benchmarks/scan.py --sweep` (docs/benchmarks.md).
 SCAN_FWD = (256, 8, 4)
-SCAN_BWD = (128, 16, 4)
+SCAN_BWD = (128, 4, 1)
 CONV = (256, 16, 4)
 
 
