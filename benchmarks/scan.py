@@ -29,8 +29,9 @@ SHAPES = {  # name: (batch, length, d_inner, scans in a training step = 2 per Di
     "S/2 256px (b64)": (64, 256, 384, 24),
 }
 STATE = 16
-SWEEP = [(256, 8, 4), (128, 4, 1), (128, 2, 1), (64, 4, 1), (32, 8, 1), (64, 2, 1), (32, 4, 1), (128, 4, 2), (64, 8, 2)]
-SWEEP_CONV = [(256, 16, 4), (512, 16, 4), (256, 8, 4)]
+SWEEP = [(128, 4, 1, False), (128, 4, 1, True), (64, 8, 1, True), (128, 8, 2, True), (256, 8, 4, True),
+         (128, 16, 4, True)]  # backward (T, BD, warps, BC_TILE); the forward runs the first three
+SWEEP_CONV = [(256, 16, 4), (256, 8, 4)]
 
 
 def cuda_ms(fn: Callable[[int], Any], sets: int, warmup: int = 3, repeats: int = 20) -> float:
@@ -97,6 +98,24 @@ def time_triton(sets: list[dict[str, torch.Tensor]]) -> dict[str, float]:
     n = len(sets)
     return {"scan_fwd_ms": cuda_ms(fwd, n), "scan_bwd_ms": cuda_ms(bwd, n),
             "conv_fwd_ms": cuda_ms(conv_fwd, n), "conv_bwd_ms": cuda_ms(conv_bwd, n)}
+
+
+def time_cudnn_conv(sets: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """PyTorch's depthwise conv1d (cuDNN) + SiLU on the same (N, d, L) input, for comparison."""
+    import torch.nn.functional as F
+
+    xs = [s["x"].detach().clone().requires_grad_(True) for s in sets]
+    ws = [s["w"].to(torch.bfloat16)[:, None, :].requires_grad_(True) for s in sets]
+
+    def conv_fwd(i: int) -> Any:
+        return F.silu(F.conv1d(xs[i], ws[i], sets[i]["wb"].to(torch.bfloat16), padding=3, groups=ws[i].shape[0])
+                      [..., : xs[i].shape[-1]])
+
+    def conv_fwd_bwd(i: int) -> Any:
+        conv_fwd(i).backward(sets[i]["dout"])
+
+    fwd = cuda_ms(conv_fwd, len(sets))
+    return {"conv_fwd_ms": fwd, "conv_bwd_ms": cuda_ms(conv_fwd_bwd, len(sets)) - fwd}
 
 
 def time_mamba_ssm(sets: list[dict[str, torch.Tensor]]) -> dict[str, float] | None:
@@ -176,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "batch": batch, "length": length, "d_inner": dim, "d_state": STATE, "scans_per_step": scans,
             "bound_fwd_ms": fwd_bytes / bandwidth * 1e3, "bound_bwd_ms": bwd_bytes / bandwidth * 1e3,
-            "triton": time_triton(sets), "mamba_ssm": time_mamba_ssm(sets),
+            "triton": time_triton(sets), "mamba_ssm": time_mamba_ssm(sets), "cudnn_conv": time_cudnn_conv(sets),
         }
         if name.startswith("L/2 256"):
             entry["rel_l2_vs_float64"] = check_against_reference(sets[0])
@@ -200,7 +219,7 @@ def sweep(triton_ops: Any, sets: list[dict[str, torch.Tensor]]) -> list[dict[str
     for kind, configs in (("scan", SWEEP), ("conv", SWEEP_CONV)):
         for config in configs:
             if kind == "scan":
-                triton_ops.SCAN_FWD = triton_ops.SCAN_BWD = config
+                triton_ops.SCAN_FWD, triton_ops.SCAN_BWD = config[:3], config
             else:
                 triton_ops.CONV = config
             try:

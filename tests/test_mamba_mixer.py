@@ -203,9 +203,10 @@ def test_auto_on_the_cpu_is_silent():
         Mamba(16, backend="torch")(x)
 
 
-def test_auto_on_a_gpu_without_triton_falls_back_with_one_warning(monkeypatch):
+def test_auto_on_a_gpu_without_kernels_falls_back_with_one_warning(monkeypatch):
     unavailable = KernelStatus("triton", False, False, "not installed")
     monkeypatch.setattr(backend_module, "triton_status", lambda: unavailable)
+    monkeypatch.setattr(backend_module, "mamba_status", lambda: KernelStatus("mamba-ssm", False, False, "not installed"))
     monkeypatch.setattr(backend_module, "_fallback_warned", False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -216,9 +217,13 @@ def test_auto_on_a_gpu_without_triton_falls_back_with_one_warning(monkeypatch):
     assert "Triton" in str(fallback[0].message) and "not installed" in str(fallback[0].message)
 
 
-def test_auto_on_a_gpu_with_triton_takes_triton(monkeypatch):
+@pytest.mark.parametrize("mamba_loads, want", [(False, "triton"), (True, "cuda")])
+def test_auto_on_a_gpu_prefers_installed_mamba_ssm_then_triton(monkeypatch, mamba_loads, want):
+    """mamba-ssm's kernels where installed (their backward is still faster, docs/benchmarks.md), else
+    Triton, which every CUDA build of torch brings; never a kernel on the CPU."""
     monkeypatch.setattr(backend_module, "triton_status", lambda: KernelStatus("triton", True, True, "", "3.6.0"))
-    assert backend_module.resolve_backend("auto", torch.device("cuda")) == "triton"
+    monkeypatch.setattr(backend_module, "mamba_status", lambda: KernelStatus("mamba-ssm", True, mamba_loads, ""))
+    assert backend_module.resolve_backend("auto", torch.device("cuda")) == want
     assert backend_module.resolve_backend("auto", torch.device("cpu")) == "torch"
     assert backend_module.resolve_backend("auto", torch.device("meta")) == "torch"
 
