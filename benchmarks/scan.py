@@ -29,8 +29,7 @@ SHAPES = {  # name: (batch, length, d_inner, scans in a training step = 2 per Di
     "S/2 256px (b64)": (64, 256, 384, 24),
 }
 STATE = 16
-SWEEP = [(128, 4, 1, False), (128, 4, 1, True), (64, 8, 1, True), (128, 8, 2, True), (256, 8, 4, True),
-         (128, 16, 4, True)]  # backward (T, BD, warps, BC_TILE); the forward runs the first three
+SWEEP = [(256, 8, 4), (128, 4, 1), (64, 8, 1), (128, 2, 1), (128, 8, 2), (64, 16, 2), (128, 16, 4), (256, 16, 8)]
 SWEEP_CONV = [(256, 16, 4), (256, 8, 4)]
 
 
@@ -219,7 +218,7 @@ def sweep(triton_ops: Any, sets: list[dict[str, torch.Tensor]]) -> list[dict[str
     for kind, configs in (("scan", SWEEP), ("conv", SWEEP_CONV)):
         for config in configs:
             if kind == "scan":
-                triton_ops.SCAN_FWD, triton_ops.SCAN_BWD = config[:3], config
+                triton_ops.SCAN_FWD = triton_ops.SCAN_BWD = config
             else:
                 triton_ops.CONV = config
             try:

@@ -86,11 +86,10 @@ def assert_conv_matches_reference(x: torch.Tensor, weight: torch.Tensor, bias: t
 
 @needs_triton
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU tests run the compiled kernels")
-@pytest.mark.parametrize("bc_tile", [False, True])
-def test_kernels_in_the_interpreter(monkeypatch: pytest.MonkeyPatch, bc_tile: bool) -> None:
+def test_kernels_in_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
     """Measured: ~15 s on the 2-core CI machine (the interpreter runs each program's tile ops in numpy)."""
     monkeypatch.setattr(triton_ops, "SCAN_FWD", (8, 16, 4))  # chunks of at most 8 steps
-    monkeypatch.setattr(triton_ops, "SCAN_BWD", (8, 16, 4, bc_tile))
+    monkeypatch.setattr(triton_ops, "SCAN_BWD", (8, 16, 4))
     monkeypatch.setattr(triton_ops, "_block_groups", lambda batch, n_blocks, warps, device: 2)
     # L = 19: chunks of 8, 8 and 3; d = 20: blocks of 16 and 4; n = 3 (padded to 4); strided inputs
     assert_matches_reference(scan_inputs(2, 19, 20, 3, torch.float32, "cpu", seed=0, channels_last=True), tol=1e-5)
@@ -108,10 +107,9 @@ def test_scan_matches_float64_reference(shape: tuple[int, int, int, int], dtype:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("bc_tile", [False, True])
-def test_scan_backward_variants(monkeypatch: pytest.MonkeyPatch, bc_tile: bool) -> None:
-    """Both ways of accumulating dB and dC, with several chunks and channel blocks walked in turn."""
-    monkeypatch.setattr(triton_ops, "SCAN_BWD", (64, 8, 2, bc_tile))
+def test_scan_backward_walks_chunks_and_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several chunks, and channel blocks walked in turn by each backward program."""
+    monkeypatch.setattr(triton_ops, "SCAN_BWD", (64, 8, 2))
     monkeypatch.setattr(triton_ops, "_block_groups", lambda batch, n_blocks, warps, device: 3)
     assert_matches_reference(scan_inputs(2, 300, 72, 16, torch.float32, "cuda", seed=9), 1e-5)
 

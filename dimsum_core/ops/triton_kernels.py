@@ -160,13 +160,12 @@ def scan_bwd_kernel(
     L, d, n, n_blocks, G,
     su_b, su_d, su_t, sdl_b, sdl_d, sdl_t, sz_b, sz_d, sz_t, sB_b, sB_n, sB_t, sC_b, sC_n, sC_t,
     sg_b, sg_d, sg_t,
-    T: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr, BC_TILE: tl.constexpr,
+    T: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr,
 ):
     """Gradients of scan_fwd_kernel's output. du, ddelta, dz: (N, d, L) contiguous, input dtype.
     dB, dC: float32 (N, P, n, L) partials over the P program groups, zero-initialised (each group adds
     its G channel blocks in turn); dA: float32 (N, d, n); dD, dbias: float32 (N, d); the caller sums
-    them over the batch. scratch: float32 (N, P, chunks, BD, NP). ``BC_TILE``: read and write a chunk's
-    dB and dC partials as one (n, T) tile around the state loop, instead of per state inside it."""
+    them over the batch. scratch: float32 (N, P, chunks, BD, NP)."""
     pid_g, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     P = tl.num_programs(0)
     states = tl.arange(0, NP)
@@ -220,11 +219,6 @@ def scan_bwd_kernel(
             qB = tl.zeros((BD, T), tl.float32)  # sum_s q B
             wA = tl.zeros((BD, T), tl.float32)  # sum_s dL/d(delta·A) A
             Q_prev = tl.zeros((BD, NP), tl.float32)
-            bc_offs = states[:, None] * L + t[None, :]
-            bc_mask = (states < n)[:, None] & (t < L)[None, :]
-            if BC_TILE:
-                dB_tile = tl.load(dB_ptr + bc_offs, mask=bc_mask, other=0.0)
-                dC_tile = tl.load(dC_ptr + bc_offs, mask=bc_mask, other=0.0)
             for s in range(0, n):
                 A_s = tl.load(A_ptr + cols * n + s, mask=mask_d, other=0.0)
                 B_s = tl.load(B_ptr + s * sB_n + t * sB_t, mask=t < L, other=0.0).to(tl.float32)
@@ -242,19 +236,10 @@ def scan_bwd_kernel(
                 wA += w * A_s[:, None]
                 dA_acc = _with_column(dA_acc, states, s, _column(dA_acc, states, s) + tl.sum(w * delta, axis=1))
                 # dB_t = sum_d q_t du_t, dC_t = sum_d h_t gy_t: summed over this block's channels first
-                dB_s = tl.sum(q * du, axis=0)
-                dC_s = tl.sum(h * gy, axis=0)
-                if BC_TILE:
-                    dB_tile = tl.where(states[:, None] == s, dB_tile + dB_s[None, :], dB_tile)
-                    dC_tile = tl.where(states[:, None] == s, dC_tile + dC_s[None, :], dC_tile)
-                else:
-                    dB_s += tl.load(dB_ptr + s * L + t, mask=t < L, other=0.0)
-                    dC_s += tl.load(dC_ptr + s * L + t, mask=t < L, other=0.0)
-                    tl.store(dB_ptr + s * L + t, dB_s, mask=t < L)
-                    tl.store(dC_ptr + s * L + t, dC_s, mask=t < L)
-            if BC_TILE:
-                tl.store(dB_ptr + bc_offs, dB_tile, mask=bc_mask)
-                tl.store(dC_ptr + bc_offs, dC_tile, mask=bc_mask)
+                dB_s = tl.sum(q * du, axis=0) + tl.load(dB_ptr + s * L + t, mask=t < L, other=0.0)
+                dC_s = tl.sum(h * gy, axis=0) + tl.load(dC_ptr + s * L + t, mask=t < L, other=0.0)
+                tl.store(dB_ptr + s * L + t, dB_s, mask=t < L)
+                tl.store(dC_ptr + s * L + t, dC_s, mask=t < L)
             Q = Q_prev
             g_u = delta * qB + Dv[:, None] * gy
             g_delta = u * qB + wA

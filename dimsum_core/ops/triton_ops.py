@@ -14,12 +14,12 @@ import functools
 import torch
 from torch import Tensor
 
-# Tiles (longest chunk of time T, channel block BD, warps) of the forward and the backward scan (and the
-# backward's BC_TILE switch, see scan_bwd_kernel), and the (time, channel, warps) tile of the conv:
-# chosen on an H200 by `benchmarks/scan.py --sweep` (docs/benchmarks.md).
+# Tiles (longest chunk of time T, channel block BD, warps) of the forward and the backward scan, and the
+# (time, channel, warps) tile of the conv: chosen on an H200 by `benchmarks/scan.py --sweep`
+# (docs/benchmarks.md).
 SCAN_FWD = (256, 8, 4)
-SCAN_BWD = (128, 4, 1, False)
-CONV = (256, 16, 4)
+SCAN_BWD = (128, 4, 1)
+CONV = (256, 8, 4)
 
 
 def _time_contiguous(t: Tensor) -> Tensor:
@@ -72,7 +72,7 @@ def _scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
 
     batch, dim, length = u.shape
     n, np_ = A.shape[1], _next_pow2(A.shape[1])
-    longest, block, warps, bc_tile = SCAN_BWD
+    longest, block, warps = SCAN_BWD
     chunk = min(_next_pow2(length), longest)
     n_blocks = -(-dim // block)
     groups = _block_groups(batch, n_blocks, warps, u.device)
@@ -87,7 +87,7 @@ def _scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
         u, delta, z, B, C, A, D, delta_bias, dout, du, ddelta, dz, dB_part, dC_part, dA_part, dD_part,
         dbias_part, scratch, length, dim, n, n_blocks, groups,
         *u.stride(), *delta.stride(), *z.stride(), *B.stride(), *C.stride(), *dout.stride(),
-        T=chunk, BD=block, NP=np_, BC_TILE=bc_tile, num_warps=warps)
+        T=chunk, BD=block, NP=np_, num_warps=warps)
     dB, dC = dB_part.sum(1).to(B.dtype), dC_part.sum(1).to(C.dtype)
     return (du, ddelta, dA_part.sum(0).to(A.dtype), dB, dC, dD_part.sum(0).to(D.dtype), dz,
             dbias_part.sum(0).to(delta_bias.dtype))
