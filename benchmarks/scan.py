@@ -14,14 +14,16 @@ bandwidth measured in the same run. Both take the same (N, d, L) time-contiguous
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from dimsum_core.gpu_benchmark import cuda_time
 
 SHAPES = {  # name: (batch, length, d_inner, scans in a training step = 2 per DiM block)
     "L/2 256px (b64)": (64, 256, 1024, 32),
@@ -35,19 +37,8 @@ SWEEP_CONV = [(256, 16, 4), (256, 8, 4)]
 
 def cuda_ms(fn: Callable[[int], Any], sets: int, warmup: int = 3, repeats: int = 20) -> float:
     """Median ms of fn(i), i cycling over the input sets; each sample times one pass over all sets."""
-    for i in range(warmup):
-        fn(i % sets)
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for i in range(sets):
-            fn(i)
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) / sets)
-    return statistics.median(times)
+    index = itertools.cycle(range(sets))
+    return 1e3 * cuda_time(lambda: fn(next(index)), warmup=warmup, repeats=repeats, inner=sets)
 
 
 def copy_bandwidth() -> float:

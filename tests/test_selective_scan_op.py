@@ -13,7 +13,7 @@ from numerics import rel_l2
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from dimsum_core import create_model
-from dimsum_core.kernels import mamba_status
+from dimsum_core.kernels import mamba_status, triton_status
 from dimsum_core.ops.selective_scan_op import selective_scan_op
 from dimsum_plugins.mixers import Mamba, _kernel_path
 
@@ -92,10 +92,15 @@ def test_custom_op_equals_mamba_selective_scan_fn(dtype: torch.dtype):
 
 
 @pytest.mark.gpu
-def test_compiled_mixer_has_no_graph_break_and_matches_eager(no_tf32: None):
-    _needs_kernels()
+@pytest.mark.parametrize("backend, tol", [("cuda", 1e-4), ("triton", 1e-5)])
+def test_compiled_mixer_has_no_graph_break_and_matches_eager(backend: str, tol: float, no_tf32: None):
+    """Compiled code runs each backend's kernels as custom ops; eager mamba-ssm runs its fused
+    mamba_inner_fn instead, which rounds differently (hence its looser tolerance)."""
+    status = mamba_status() if backend == "cuda" else triton_status()
+    if not status.loads:
+        pytest.skip(f"{status.name} kernels do not load: {status.detail}")
     torch.manual_seed(0)
-    m = Mamba(64, 128, backend="cuda").cuda()
+    m = Mamba(64, 128, backend=backend).cuda()
     x = torch.randn(4, 256, 64, device="cuda")
     grad_out = torch.randn(4, 256, 64, device="cuda")
 
@@ -106,12 +111,12 @@ def test_compiled_mixer_has_no_graph_break_and_matches_eager(no_tf32: None):
         out.backward(grad_out)
         return out, [xi.grad, *(p.grad for p in m.parameters() if p.grad is not None)]
 
-    ref, ref_grads = run(m)  # eager: mamba-ssm's fused mamba_inner_fn
+    ref, ref_grads = run(m)
     out, grads = run(torch.compile(m, fullgraph=True))
-    assert rel_l2(out, ref) < 1e-4
+    assert rel_l2(out, ref) < tol
     assert len(grads) == len(ref_grads)
     for g, r in zip(grads, ref_grads, strict=True):
-        assert rel_l2(g, r) < 1e-4
+        assert rel_l2(g, r) < tol
 
 
 @pytest.mark.gpu
