@@ -10,7 +10,7 @@ Layout (every file optional except ``model.json`` and ``model.safetensors``)::
       train_state.pt      optimizer, step, epoch, RNG and sampler state (loads with weights_only=True)
 
 Everything is written to a temporary directory first and renamed into place, so an interrupted save
-never damages the previous checkpoint.
+never damages the previous checkpoint, and an existing checkpoint directory is never written over.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from dimsum_core.errors import CheckpointError
@@ -38,33 +38,57 @@ def state_dict_for_saving(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
 
 
+def _save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+    save_file(state, str(path))
+    # safetensors creates its files with mode 0600; give them the mode every other file gets (umask)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def write_weights(directory: Path, model: FlowModel, ema: torch.nn.Module | None = None) -> None:
     """Write ``model.json``, ``model.safetensors`` (and ``ema.safetensors``) into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / MODEL_JSON).write_text(json.dumps(model.config(), indent=1, sort_keys=True))
-    save_file(state_dict_for_saving(model), str(directory / MODEL_WEIGHTS))
+    _save_weights(state_dict_for_saving(model), directory / MODEL_WEIGHTS)
     if ema is not None:
-        save_file(state_dict_for_saving(ema), str(directory / EMA_WEIGHTS))
+        _save_weights(state_dict_for_saving(ema), directory / EMA_WEIGHTS)
+
+
+#: ``.NAME.tmp-PID``: a directory being written (left behind only by a killed process)
+TEMPORARY_PREFIX, TEMPORARY_MARK = ".", ".tmp-"
 
 
 def atomic_directory_write(final: Path, write: Any) -> None:
-    """Call ``write(tmp_dir)`` and rename the result to ``final``; on failure ``final`` is untouched."""
+    """Call ``write(tmp_dir)`` and rename the result to ``final``; on failure ``final`` is untouched.
+
+    ``final`` must not exist yet (an empty directory is fine): nothing is ever written over."""
     final = Path(final)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    if final.exists() and (not final.is_dir() or any(final.iterdir())):
+        raise CheckpointError(f"{final} already exists; it is never written over (move it away or use "
+                              f"another output path)")
+    tmp = final.with_name(f"{TEMPORARY_PREFIX}{final.name}{TEMPORARY_MARK}{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
         tmp.mkdir(parents=True)
         write(tmp)
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        if final.exists():
-            final.rename(old)
-        tmp.rename(final)
-        if old.exists():
-            shutil.rmtree(old)
+        os.replace(tmp, final)  # atomic; replaces at most an empty directory
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_temporaries(directory: Path) -> list[Path]:
+    """Delete the temporary directories that killed writers left in ``directory``; returns them.
+    Only call this while holding the directory's lock (:func:`lock_directory`)."""
+    if not directory.is_dir():
+        return []
+    stale = sorted(p for p in directory.iterdir()
+                   if p.is_dir() and p.name.startswith(TEMPORARY_PREFIX) and TEMPORARY_MARK in p.name)
+    for path in stale:
+        shutil.rmtree(path)
+    return stale
 
 
 def read_model_config(directory: Path) -> dict[str, Any]:
@@ -94,13 +118,22 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({exc})") from None
 
 
-def load_state_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` with a one-line error naming the mismatching keys and shapes."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and own[k].shape != state[k].shape]
+def read_weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes of a safetensors file, from its header alone (nothing is loaded)."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 - not a dict
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({exc})") from None
+
+
+def check_shapes(own: dict[str, tuple[int, ...]], given: dict[str, tuple[int, ...]], source: str) -> None:
+    """A one-line error naming the mismatching keys and shapes of two {key: shape} tables."""
+    missing = [k for k in own if k not in given]
+    unexpected = [k for k in given if k not in own]
+    shapes = [f"{k} {tuple(given[k])} vs model {tuple(own[k])}" for k in own if k in given and own[k] != given[k]]
     if missing or unexpected or shapes:
         parts = []
         if shapes:
@@ -110,16 +143,50 @@ def load_state_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], s
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[0]}")
         raise CheckpointError(f"{source}: weights do not fit the model: " + "; ".join(parts))
+
+
+def load_state_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with a one-line error naming the mismatching keys and shapes, and
+    refusing non-float or non-finite values where the model holds floats (they sample black images)."""
+    own = model.state_dict()
+    check_shapes({k: tuple(v.shape) for k, v in own.items()}, {k: tuple(v.shape) for k, v in state.items()},
+                 source)
+    for key, value in own.items():
+        if not value.is_floating_point():
+            continue
+        if not state[key].is_floating_point():
+            raise CheckpointError(f"{source}: {key} holds {state[key].dtype} values where the model has floats; "
+                                  f"the file is not a checkpoint of this model")
+        if not bool(torch.isfinite(state[key]).all()):
+            raise CheckpointError(f"{source}: {key} holds NaN or infinite values (the run had diverged "
+                                  f"when it was saved); use an earlier checkpoint")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
 
 
-def load_model_from_checkpoint(directory: Path, *, ema: bool = True, device: str = "cpu") -> FlowModel:
+def build_checkpoint_model(directory: Path, weights: Path) -> FlowModel:
+    """The model ``model.json`` describes, checked against the weights file's header on the meta device
+    first: a crafted or foreign ``model.json`` gets one line instead of a huge allocation."""
+    from dimsum_core.errors import DimsumError
     from dimsum_core.models import create_model
 
     config = read_model_config(directory)
     name = config.pop("name")
-    model = create_model(name, **config)
+    where = directory / MODEL_JSON
+    try:
+        with torch.device("meta"):
+            probe = create_model(name, **config)
+    except DimsumError as exc:
+        raise CheckpointError(f"{where}: {exc}") from None
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{where}: does not describe a buildable model ({exc})") from None
+    check_shapes({k: tuple(v.shape) for k, v in probe.state_dict().items()}, read_weight_shapes(weights),
+                 str(weights))
+    return create_model(name, **config)
+
+
+def load_model_from_checkpoint(directory: Path, *, ema: bool = True, device: str = "cpu") -> FlowModel:
     weights = directory / EMA_WEIGHTS if ema and (directory / EMA_WEIGHTS).is_file() else directory / MODEL_WEIGHTS
+    model = build_checkpoint_model(directory, weights)
     load_state_checked(model, read_weights(weights), str(weights))
     return model.to(device).eval()
 
@@ -143,18 +210,31 @@ def write_train_state(directory: Path, state: dict[str, Any]) -> None:
 
 
 def read_train_state(directory: Path) -> dict[str, Any]:
+    """``train_state.pt``, checked to hold what a resume reads (a CheckpointError names what is wrong)."""
     path = directory / TRAIN_STATE
     if not path.is_file():
         raise CheckpointError(f"{directory}: no {TRAIN_STATE}, so it cannot resume training "
                               f"(it can still be sampled from)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, foreign pickle, ... all mean "not usable"
         raise CheckpointError(f"{path}: unreadable training state ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a training state (a {type(state).__name__}, not a mapping)")
+    step = state.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{path}: not a training state (step is {step!r}, not a step count)")
+    optimizer = state.get("optimizer")
+    if not (isinstance(optimizer, dict) and isinstance(optimizer.get("state"), dict)
+            and isinstance(optimizer.get("param_groups"), list)):
+        raise CheckpointError(f"{path}: not a training state (no optimizer state)")
+    if not isinstance(state.get("sampler", {}), dict):
+        raise CheckpointError(f"{path}: not a training state (the sampler entry is not a mapping)")
+    return state
 
 
 def training_checkpoints(out_dir: Path) -> list[Path]:
-    """Checkpoint directories of a run, oldest first (temporary and hidden names excluded)."""
+    """Checkpoint directories of a run, oldest first (temporary, hidden and set-aside names excluded)."""
     root = Path(out_dir) / CHECKPOINTS
     if not root.is_dir():
         return []
@@ -173,11 +253,23 @@ def is_complete_checkpoint(directory: Path) -> bool:
 
 
 def newest_checkpoint(out_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a run (``resume: auto``), or None."""
+    """The newest complete checkpoint of a run, or None (a quick look: resuming checks the weights too)."""
     for directory in reversed(training_checkpoints(out_dir)):
         if is_complete_checkpoint(directory):
             return directory
     return None
+
+
+def set_aside(directory: Path, why: str) -> Path:
+    """Rename a checkpoint directory that a run cannot use to ``NAME.WHY`` (``NAME.WHY-2``, ...) beside it,
+    so no later save writes over it and no resume picks it; returns the new path."""
+    target = directory.with_name(f"{directory.name}.{why}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = directory.with_name(f"{directory.name}.{why}-{n}")
+    directory.rename(target)
+    return target
 
 
 def prune_checkpoints(out_dir: Path, keep_last: int) -> list[Path]:

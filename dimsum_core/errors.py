@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class DimsumError(Exception):
-    """Base class: the message names the problem and the fix."""
+    """Base class: the message names the problem and the fix. The CLI exits with ``exit_code``."""
+
+    exit_code = 2
 
 
 class RecipeError(DimsumError):
@@ -29,3 +33,17 @@ class DataError(DimsumError):
 
 class ScanError(DimsumError):
     """A scan order that cannot cover the requested token grid."""
+
+
+class OutputError(DimsumError):
+    """A file or folder a command writes cannot be written (disk full, read-only, a file in the way)."""
+
+
+def os_problem(exc: OSError) -> str:
+    """What went wrong and what to do, in a few words."""
+    what = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        return f"{what}: free disk space"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{what}: use a place you can write to"
+    return what

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from dimsum_core import checkpoint as ckpt
 from dimsum_core.errors import RecipeError
-from dimsum_core.train import CheckpointConfig, LogConfig, TrainConfig, Trainer
+from dimsum_core.train import CheckpointConfig, LogConfig, TrainConfig, Trainer, TrainingInterrupted
 from dimsum_core.train.metrics import read_metrics
 from dimsum_core.train.schedule import lr_at
 
@@ -86,7 +86,7 @@ def test_resume_continues_the_schedule_bitwise(tmp_path, monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "_train_step", dies_at_step_4)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(TrainingInterrupted):
         make_trainer(killed).run()
     monkeypatch.setattr(Trainer, "_train_step", original)
     assert make_trainer(killed).run().step == 6

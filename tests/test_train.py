@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from dimsum_core import checkpoint as ckpt
 from dimsum_core.errors import RecipeError
-from dimsum_core.train import CheckpointConfig, LogConfig, TrainConfig, Trainer
+from dimsum_core.train import CheckpointConfig, LogConfig, TrainConfig, Trainer, TrainingInterrupted
 from dimsum_core.train.batches import GlobalBatchSampler, slot_seeds
 from dimsum_core.train.ema import create_ema, update_ema
 from dimsum_core.train.metrics import read_metrics
@@ -92,7 +92,7 @@ def test_resume_after_kill_is_bitwise_identical(tmp_path, monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "_train_step", dies_at_step_4)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(TrainingInterrupted, match=r"nothing was saved since .*0000003: a re-run resumes from it"):
         make_trainer(killed, steps=6, every=3).run()
     assert [p.name for p in ckpt.training_checkpoints(killed)] == ["0000003"]
     monkeypatch.setattr(Trainer, "_train_step", original)

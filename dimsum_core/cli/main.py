@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from dimsum_core.errors import DimsumError
+from dimsum_core.errors import DimsumError, os_problem
 
 
 class UserError(click.ClickException):
@@ -25,7 +25,12 @@ class DimsumGroup(click.Group):
         try:
             return super().invoke(ctx)
         except DimsumError as exc:
-            raise UserError(str(exc)) from None
+            error = UserError(str(exc))
+            error.exit_code = exc.exit_code
+            raise error from None
+        except OSError as exc:  # a file a command writes or reads, where no closer handler names it
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise UserError(f"{where}{os_problem(exc)}") from None
 
 
 @click.group(cls=DimsumGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -27,5 +27,6 @@ def train(ctx: RunContext, /, *, out_dir: str, model: ModelNode, data: DatasetNo
                       checkpoint=as_config(CheckpointConfig, checkpoint, "checkpoint"),
                       log=as_config(LogConfig, log, "log"), recipe_yaml=ctx.recipe.to_yaml(), console=ctx.console)
     result = trainer.run()
-    ctx.console.print(f"done: step {result.step}, loss {result.loss:.4f}, checkpoint {result.checkpoint}")
+    if result.trained:  # a finished run said so in one line already
+        ctx.console.print(f"done: step {result.step}, loss {result.loss:.4f}, checkpoint {result.checkpoint}")
     return result

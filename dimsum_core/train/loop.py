@@ -17,13 +17,15 @@ from typing import Any
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from safetensors import SafetensorError
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from dimsum_core import checkpoint as ckpt
 from dimsum_core.config.build import build, plain
-from dimsum_core.errors import CheckpointError, DataError, DimsumError, RecipeError
+from dimsum_core.errors import CheckpointError, DataError, DimsumError, RecipeError, os_problem
 from dimsum_core.interfaces.dataset import ImageDataset
 from dimsum_core.interfaces.model import FlowModel
 from dimsum_core.interfaces.objective import Objective
@@ -33,13 +35,23 @@ from dimsum_core.train.batches import GlobalBatchSampler, slot_seeds
 from dimsum_core.train.config import CheckpointConfig, LogConfig, TrainConfig
 from dimsum_core.train.ema import create_ema, update_ema
 from dimsum_core.train.metrics import MetricsLog
+from dimsum_core.train.out_dir import check_out_dir, locked_out_dir
 from dimsum_core.train.preview import SampleGrid
+from dimsum_core.train.stop import StopRequest, ignore_stop_signals
 
 STATE_FORMAT = 1
+#: a loss this many times the first loss of the run means it diverged (finite or not)
+DIVERGENCE_FACTOR = 1e3
 
 
 class TrainingDiverged(DimsumError):
-    """The loss or the gradient norm became NaN or infinite."""
+    """The loss or the gradient norm became NaN, infinite, or far larger than at the start."""
+
+
+class TrainingInterrupted(DimsumError):
+    """SIGINT or SIGTERM stopped the run; the message says where a re-run resumes."""
+
+    exit_code = 130
 
 
 @dataclass
@@ -49,6 +61,13 @@ class TrainResult:
     loss: float
     checkpoint: Path | None
     frozen: list[str]
+    #: False when the run had already reached train.steps (nothing was trained or written)
+    trained: bool = True
+
+
+def _last_good(checkpoint: Path | None) -> str:
+    return (f" (last good checkpoint: {checkpoint or 'none'}); lower train.lr or train.grad_clip, or use "
+            f"train.precision=fp32, then resume")
 
 
 def find_unused_parameters(model: FlowModel, device: torch.device) -> list[str]:
@@ -153,24 +172,50 @@ class Trainer:
         if not data.is_latent and data.channels == 3 and self.vae is None and model.in_channels == 4:
             raise RecipeError("the data is pixels but the model takes 4-channel latents; set vae: DIR")
 
-    def _resume_dir(self) -> Path | None:
+    def _resume(self, info: dist_utils.DistInfo, model: FlowModel, ema: torch.nn.Module,
+                optimizer: torch.optim.Optimizer) -> tuple[Path | None, dict[str, Any] | None]:
+        """Load the checkpoint to continue from, or (None, None) for a fresh start.
+
+        ``auto`` tries the run's checkpoints newest first. A damaged one (a file missing, truncated,
+        unreadable, or weights that are not finite) is skipped with its reason and set aside as
+        ``NNNNNNN.damaged`` once an older one loads, so no later save writes over it; when none loads,
+        the run stops rather than start over beside them."""
         choice = self.ckpt_cfg.resume
-        if choice == "auto":
-            return ckpt.newest_checkpoint(self.out_dir)
+        say = self.console.print if info.is_main else (lambda *a, **k: None)
         if choice == "never":
             existing = ckpt.training_checkpoints(self.out_dir)
             if existing:
                 raise CheckpointError(
                     f"{self.out_dir} already holds checkpoints ({existing[-1].name} ...) and checkpoint.resume=never; "
                     f"use checkpoint.resume=auto to continue, or a new out_dir")
-            return None
-        path = Path(choice).expanduser()
-        if not ckpt.is_complete_checkpoint(path):
-            ckpt.read_model_config(path)  # names a missing or foreign directory
-            ckpt.read_train_state(path)
-            raise CheckpointError(f"{path}: incomplete checkpoint (needs {ckpt.MODEL_WEIGHTS}, "
-                                  f"{ckpt.EMA_WEIGHTS} and {ckpt.TRAIN_STATE})")
-        return path
+            return None, None
+        if choice != "auto":
+            path = Path(choice).expanduser()
+            state = self._load_checkpoint(path, model, ema, optimizer)
+            newer = [p for p in ckpt.training_checkpoints(self.out_dir) if int(p.name) > state["step"]]
+            if newer:
+                raise CheckpointError(
+                    f"{self.out_dir} holds {newer[-1].name}, newer than {path} (step {state['step']}); training "
+                    f"on would write over it; resume from it (checkpoint.resume=auto) or use a new out_dir")
+            return path, state
+        skipped: list[tuple[Path, str]] = []
+        for directory in reversed(ckpt.training_checkpoints(self.out_dir)):
+            try:
+                state = self._load_checkpoint(directory, model, ema, optimizer)
+            except CheckpointError as exc:
+                skipped.append((directory, str(exc)))
+                continue
+            dist_utils.barrier(info)  # every rank has read the checkpoints before any is renamed
+            for bad, reason in skipped:
+                moved = ckpt.set_aside(bad, "damaged") if info.is_main else bad
+                say(f"[yellow]skipped {escape(str(bad))} ({escape(reason)}); kept it as {moved.name}",
+                    highlight=False)
+            return directory, state
+        if skipped:
+            newest, reason = skipped[0]
+            raise CheckpointError(f"cannot resume: {reason}; nothing was changed (to start over, move "
+                                  f"{newest.parent} away or use a new out_dir)")
+        return None, None
 
     def _load_checkpoint(self, directory: Path, model: FlowModel, ema: torch.nn.Module,
                          optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -191,21 +236,41 @@ class Trainer:
             hint = f" (model settings differ: {detail})" if differ else ""
             raise CheckpointError(f"{exc}{hint}; resume with the recipe that made it, or use a new out_dir") from None
         state = ckpt.read_train_state(directory)
+        where = directory / ckpt.TRAIN_STATE
         try:
             optimizer.load_state_dict(state["optimizer"])
-        except (ValueError, KeyError) as exc:
-            raise CheckpointError(f"{directory / ckpt.TRAIN_STATE}: optimizer state does not fit ({exc})") from None
+        except Exception as exc:  # a crafted state fails in many ways; all mean "does not fit"
+            raise CheckpointError(f"{where}: optimizer state does not fit ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        for p, slots in optimizer.state.items():  # load_state_dict checks counts, not shapes
+            for name, value in slots.items():
+                if not isinstance(value, torch.Tensor):
+                    continue
+                if value.ndim > 0 and value.shape != p.shape:
+                    raise CheckpointError(f"{where}: optimizer state '{name}' has shape {tuple(value.shape)} "
+                                          f"for a parameter of shape {tuple(p.shape)}")
+                if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                    raise CheckpointError(f"{where}: optimizer state '{name}' holds NaN or infinite values")
         return state
 
     # -- the run ----------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         info = dist_utils.init_distributed(self.cfg.device)
-        with dist_utils.leave_together(info):
-            return self._run(info)
+        try:
+            with dist_utils.leave_together(info), contextlib.ExitStack() as held:
+                return self._run(info, held)
+        except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+            newest = ckpt.newest_checkpoint(self.out_dir)
+            raise TrainingInterrupted(
+                "interrupted; nothing was saved since "
+                + (f"{newest}: a re-run resumes from it" if newest else "the start: a re-run starts from step 0")
+            ) from None
 
-    def _run(self, info: dist_utils.DistInfo) -> TrainResult:
+    def _run(self, info: dist_utils.DistInfo, held: contextlib.ExitStack) -> TrainResult:
+        """``held`` keeps the out_dir lock and the signal handlers until the run ends."""
         cfg, device = self.cfg, info.device
         say = self.console.print if info.is_main else (lambda *a, **k: None)
+        check_out_dir(self.out_dir)
         _precision_setup(cfg.precision)
         self.vae = None
         if self.vae_path is not None:
@@ -231,24 +296,30 @@ class Trainer:
         optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=tuple(cfg.betas), eps=1e-8,
                                       weight_decay=cfg.weight_decay)
 
-        resume_from = self._resume_dir()
+        if info.is_main:
+            held.enter_context(locked_out_dir(self.out_dir))
+            for stale in ckpt.remove_temporaries(self.out_dir / ckpt.CHECKPOINTS):
+                say(f"removed {stale.name}, a checkpoint an interrupted run did not finish writing", highlight=False)
+        dist_utils.barrier(info)  # no rank reads checkpoints before the lock is held
+        resume_from, state = self._resume(info, model, ema, optimizer)
         step = 0
-        if resume_from is not None:
-            state = self._load_checkpoint(resume_from, model, ema, optimizer)
+        if state is not None:
             step = int(state["step"])
+            if step >= cfg.steps:
+                say(f"nothing to do: {resume_from} is at step {step} and train.steps={cfg.steps} "
+                    f"(raise train.steps to train longer)", highlight=False)
+                return TrainResult(step, math.nan, resume_from, frozen, trained=False)
             saved = state.get("sampler", {})
             if saved.get("global_batch_size") not in (None, cfg.global_batch_size):
                 say(f"[yellow]warning: global batch size changed ({saved['global_batch_size']} -> "
                     f"{cfg.global_batch_size}); the data order differs from the original run")
             say(f"resumed from {resume_from} at step {step}")
-            if step >= cfg.steps:
-                say(f"nothing to do: the run is at step {step} and train.steps={cfg.steps} "
-                    f"(raise train.steps to train longer)")
 
         sampler = GlobalBatchSampler(len(data), cfg.global_batch_size, rank=info.rank, world_size=info.world_size,
                                      grad_accum=cfg.grad_accum, seed=self.seed, start_step=step)
         loader = DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers,
-                            pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0)
+                            pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0,
+                            worker_init_fn=ignore_stop_signals)
         slots = info.world_size * cfg.grad_accum
 
         net: torch.nn.Module = model
@@ -266,7 +337,8 @@ class Trainer:
             f"{data.num_classes} classes; {info.world_size} rank(s) x {cfg.grad_accum} micro-batch(es) of "
             f"{cfg.global_batch_size // slots} on {device}")
 
-        metrics = MetricsLog(self.out_dir, self.log_cfg.tensorboard) if info.is_main else None
+        metrics = MetricsLog(self.out_dir, self.log_cfg.tensorboard,
+                             resume_step=step if resume_from is not None else None) if info.is_main else None
         if metrics is not None and metrics.tensorboard_missing:
             say("[yellow]tensorboard is not installed: metrics go to metrics.jsonl only "
                 "(pip install -e \".\\[tensorboard]\")")
@@ -279,6 +351,8 @@ class Trainer:
         generator = torch.Generator(device)
         batches = iter(loader)
         last_saved: Path | None = resume_from
+        self._reference_loss: float | None = None
+        stop = held.enter_context(StopRequest())
         interval_loss, interval_steps, interval_time, last_loss = 0.0, 0, 0.0, math.nan
         progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                             TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} img/s"),
@@ -294,12 +368,10 @@ class Trainer:
                         group["lr"] = lr
                     loss, grad_norm = self._train_step(net, model, objective, optimizer, batches, generator,
                                                        autocast, info, step, slots)
-                    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-                        raise TrainingDiverged(
-                            f"training stopped: {'loss' if not math.isfinite(loss) else 'gradient norm'} is "
-                            f"{loss if not math.isfinite(loss) else grad_norm} at step {step + 1}; nothing was saved "
-                            f"from it (last good checkpoint: {last_saved or 'none'}); lower train.lr or "
-                            f"train.grad_clip, or use train.precision=fp32, then resume")
+                    problem = self._divergence(loss, grad_norm)
+                    if problem:
+                        raise TrainingDiverged(f"training stopped: {problem} at step {step + 1}; nothing was "
+                                               f"saved from it{_last_good(last_saved)}")
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                     update_ema(ema, model, cfg.ema_decay)
@@ -317,12 +389,19 @@ class Trainer:
                                                  "img_per_s": speed, "epoch": sampler.epoch_of(step - 1)})
                         interval_loss, interval_steps, interval_time = 0.0, 0, 0.0
                     if step % self.ckpt_cfg.every == 0 or step == cfg.steps:
-                        last_saved = self._save(info, model, ema, optimizer, sampler, step, frozen)
+                        last_saved = self._save(info, model, ema, optimizer, sampler, step, frozen, objective,
+                                                autocast, last_saved)
                     every = self.log_cfg.sample_every
                     if grid is not None and (step == cfg.steps and every >= 0 or every > 0 and step % every == 0):
                         path = grid(ema, self.out_dir / "samples" / f"{ckpt.checkpoint_name(step)}.png")
                         if metrics is not None:
                             metrics.write(step, {"samples": str(path)})
+                    if step < cfg.steps and not dist_utils.all_ok(stop.signal is None, info):
+                        if last_saved is None or last_saved.name != ckpt.checkpoint_name(step):
+                            last_saved = self._save(info, model, ema, optimizer, sampler, step, frozen,
+                                                    objective, autocast, last_saved)
+                        raise TrainingInterrupted(f"stopped by {stop.signal or 'a signal to another rank'} at "
+                                                  f"step {step}; saved {last_saved}: a re-run resumes from it")
         finally:
             if metrics is not None:
                 metrics.close()
@@ -355,6 +434,7 @@ class Trainer:
                 drop = torch.rand(n, generator=generator, device=device) < cfg.label_dropout
                 y = torch.where(drop, torch.full_like(y, model.num_classes), y)
             x_t, u_t = objective.path(x0, x1, t)
+            self._last_batch = (x_t, t, y if model.num_classes > 0 else None, u_t)
             sync = (contextlib.nullcontext() if j == cfg.grad_accum - 1 or not info.distributed
                     else net.no_sync())  # type: ignore[operator]
             with sync:
@@ -390,9 +470,40 @@ class Trainer:
         return SampleGrid(self.log_cfg.sampler, self.log_cfg.sample_n, self.log_cfg.cfg_scale, self.seed,
                           shape, model.num_classes if data.num_classes > 0 else 0, decode)
 
+    def _divergence(self, loss: float, grad_norm: float) -> str | None:
+        """Why a step's loss and gradient norm mean the run diverged, or None. The first loss of this
+        process is the yardstick: a healthy run never ends up three orders of magnitude above it."""
+        if not math.isfinite(loss):
+            return f"loss is {loss}"
+        if not math.isfinite(grad_norm):
+            return f"gradient norm is {grad_norm}"
+        if self._reference_loss is None:
+            self._reference_loss = loss
+        if loss > DIVERGENCE_FACTOR * max(self._reference_loss, 1e-6):
+            return f"loss is {loss:.3g}, over {DIVERGENCE_FACTOR:g}x the first loss of this run ({self._reference_loss:.3g})"
+        return None
+
+    @torch.no_grad()
+    def _probe_loss(self, model: FlowModel, objective: Objective, autocast: Any, info: dist_utils.DistInfo) -> float:
+        """The loss of the current weights on the last micro-batch (dropout off): what a checkpoint of them
+        would resume from. Touches no random state, so resumed runs stay bitwise identical."""
+        x_t, t, y, u_t = self._last_batch
+        model.eval()
+        with autocast:
+            prediction = model(x_t, t, y)
+        model.train()
+        loss = objective.loss(prediction, u_t).mean()
+        return float(dist_utils.mean_over_ranks(loss, info).item())
+
     def _save(self, info: dist_utils.DistInfo, model: FlowModel, ema: torch.nn.Module,
-              optimizer: torch.optim.Optimizer, sampler: GlobalBatchSampler, step: int, frozen: list[str]) -> Path:
-        """Rank 0 writes the checkpoint atomically; every rank learns whether it worked."""
+              optimizer: torch.optim.Optimizer, sampler: GlobalBatchSampler, step: int, frozen: list[str],
+              objective: Objective, autocast: Any, last_saved: Path | None) -> Path:
+        """Rank 0 writes the checkpoint atomically, if its weights still give a sane loss; every rank
+        learns whether it worked."""
+        problem = self._divergence(self._probe_loss(model, objective, autocast, info), 0.0)
+        if problem:
+            raise TrainingDiverged(f"training stopped: with the weights of step {step} the {problem}; they were "
+                                   f"not saved{_last_good(last_saved)}")
         final = self.out_dir / ckpt.CHECKPOINTS / ckpt.checkpoint_name(step)
         error = ""
         if info.is_main:
@@ -417,11 +528,12 @@ class Trainer:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 ckpt.atomic_directory_write(final, write)
                 ckpt.prune_checkpoints(self.out_dir, self.ckpt_cfg.keep_last)
-            except OSError as exc:
-                previous = ckpt.newest_checkpoint(self.out_dir)
-                error = (f"cannot write checkpoint {final} ({exc.strerror or exc}); "
-                         f"{'the previous checkpoint ' + str(previous) + ' is intact' if previous else 'no earlier checkpoint exists'}"
-                         f"; free disk space and resume")
+            except CheckpointError as exc:
+                error = str(exc)
+            except (OSError, SafetensorError) as exc:
+                why = os_problem(exc) if isinstance(exc, OSError) else str(exc)
+                kept = f"the previous checkpoint {last_saved} is intact" if last_saved else "no earlier checkpoint exists"
+                error = f"cannot write checkpoint {final} ({why}); {kept}; then resume"
         error = dist_utils.broadcast_text(error, info)
         if error:
             raise CheckpointError(error)
