@@ -9,6 +9,7 @@ from typing import Any
 
 from dimsum_core.config.build import build, split_node
 from dimsum_core.config.spec import Kind
+from dimsum_core.config.validate import check_node
 from dimsum_core.errors import DimsumError, RecipeError
 from dimsum_core.interfaces.model import FlowModel
 
@@ -22,6 +23,7 @@ def create_model(name: str | dict[str, Any], **overrides: Any) -> FlowModel:
     model_name, kwargs = split_node(name, "model")
     kwargs.update({k: v for k, v in overrides.items() if v is not None})
     _check_arguments(model_name, kwargs)
+    check_node("model", {"name": model_name, **kwargs}, "model")
     model = build("model", model_name, **kwargs)
     if not isinstance(model, FlowModel):
         raise TypeError(f"model '{model_name}' did not return a FlowModel (got {type(model).__name__})")

@@ -6,6 +6,7 @@ for sd-vae-ft-ema/mse); decoding divides by the same factor. Nothing is ever dow
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -17,13 +18,33 @@ FETCH_HINT = ("put a diffusers AutoencoderKL there (config.json + diffusion_pyto
               "e.g. `huggingface-cli download stabilityai/sd-vae-ft-ema --local-dir DIR`")
 
 
+def autoencoder_class():  # noqa: ANN201 - diffusers type
+    """diffusers' ``AutoencoderKL``, or a DataError saying why it cannot be imported: not installed, or
+    installed but broken (e.g. a torchvision built for another torch, which diffusers imports)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from diffusers import AutoencoderKL
+    except ImportError as exc:
+        if exc.name == "diffusers":
+            raise DataError(f"the VAE needs diffusers, which is not installed: {INSTALL_HINT}") from None
+        raise DataError(f"diffusers is installed but does not import ({_first_line(exc)}); repair the "
+                        f"install (a torchvision matching torch, or uninstall torchvision)") from None
+    except Exception as exc:  # broken dependency of diffusers: any error type
+        raise DataError(f"diffusers is installed but does not import ({_first_line(exc)}); repair the "
+                        f"install (a torchvision matching torch, or uninstall torchvision)") from None
+    return AutoencoderKL
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
 def load_vae(path: str | Path, device: torch.device | str = "cpu"):  # noqa: ANN201 - diffusers type
     """``AutoencoderKL.from_pretrained(path, local_files_only=True)``, in eval mode, frozen."""
     path = Path(path).expanduser()
-    try:
-        from diffusers import AutoencoderKL
-    except ImportError:
-        raise DataError(f"the VAE needs diffusers, which is not installed: {INSTALL_HINT}") from None
+    AutoencoderKL = autoencoder_class()  # noqa: N806 - a class
     if not path.is_dir():
         raise DataError(f"{path}: no such VAE directory; {FETCH_HINT}")
     if not (path / "config.json").is_file():

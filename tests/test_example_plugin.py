@@ -111,7 +111,7 @@ def test_dimsum_validate_accepts_a_training_recipe_with_the_spiral_scan(installe
     recipe.write_text(textwrap.dedent(f"""\
         job: train
         out_dir: {tmp_path / "run"}
-        model: {{name: dimsum-S/2, spatial_scan: spiral}}
+        model: {{name: dimsum-S/2, spatial_scan: spiral, in_channels: 3, num_classes: 4}}
         data: procedural
     """))
     result = dimsum("validate", str(recipe), env=installed)

@@ -101,8 +101,8 @@ def test_resume_continues_the_schedule_bitwise(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({"warmup_steps": -1}, "train.warmup_steps=-1: use 0"),
-    ({"min_lr_ratio": 1.5}, r"train.min_lr_ratio=1.5: use a fraction of train.lr in \[0, 1\]"),
+    ({"warmup_steps": -1}, "train.warmup_steps: -1 is out of range; use a value >= 0"),
+    ({"min_lr_ratio": 1.5}, r"train.min_lr_ratio: 1.5 is out of range; use a value in \[0, 1\]"),
 ])
 def test_bad_schedule_options_are_named(tmp_path, overrides, message):
     with pytest.raises(RecipeError, match=message):

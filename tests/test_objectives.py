@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from dimsum_core.errors import RecipeError
 from dimsum_core.flow.paths import PATHS, GVPPath, LinearPath
 
 
@@ -110,7 +111,7 @@ def test_logit_normal_time_sampling_matches_its_median():
 
 
 def test_objective_rejects_bad_options():
-    with pytest.raises(ValueError, match="t_sampling"):
+    with pytest.raises(RecipeError, match="objective.t_sampling: 'cosine' is not one of 'uniform', 'logit-normal'"):
         _objective({"name": "gvp", "t_sampling": "cosine"})
     with pytest.raises(ValueError, match="logit_std"):
         _objective({"name": "linear", "t_sampling": "logit-normal", "logit_std": 0.0})

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from dimsum_core.cli.main import cli
-from dimsum_core.errors import PluginError, UnknownComponentError
+from dimsum_core.errors import UnknownComponentError
 from dimsum_core.plugin import hookimpl, manager
 from dimsum_core.registry import Provenance
 
@@ -103,11 +103,69 @@ def test_plugin_whose_hook_raises_is_failed_and_rolled_back() -> None:
     assert m.failed[0].plugin == "half" and "RuntimeError: boom" in m.failed[0].error
 
 
-def test_name_clash_names_both_distributions() -> None:
+def test_name_clash_fails_the_newcomer_whole_and_names_both_distributions() -> None:
     m = manager.PluginManager()
     m.register(plugin_module("a", {"spiral": _Scan}), Provenance("first", "dist-one", "1"))
-    with pytest.raises(PluginError, match="dist-one.*dist-two"):
-        m.register(plugin_module("b", {"spiral": _Scan}), Provenance("second", "dist-two", "1"))
+    m.register(plugin_module("b", {"own": _Scan, "spiral": _Scan}), Provenance("second", "dist-two", "1"))
+    assert m.registry("scan").get("spiral").provenance.plugin == "first"
+    assert "own" not in m.registry("scan")  # the newcomer is left out whole
+    [failed] = m.failed
+    assert failed.plugin == "second" and failed.error == (
+        "scan 'spiral' is registered twice: by plugin 'first' (distribution dist-one) and by plugin 'second' "
+        "(distribution dist-two); uninstall one of them or block it with DIMSUM_DISABLE_PLUGINS=second")
+
+
+SWEEP4_AGAIN = """
+from dimsum_core.plugin import hookimpl
+
+
+@hookimpl
+def dimsum_add_scans(registry):
+    registry.add("my-scan", object)
+    registry.add("sweep4", object)
+"""
+
+
+@pytest.mark.parametrize("plugins, reason", [
+    ({"shadow": SWEEP4_AGAIN}, "scan 'sweep4' is registered twice: by plugin 'builtin-scans' (distribution dimsum) "
+                               "and by plugin 'shadow' (distribution third-party); uninstall one of them or block "
+                               "it with DIMSUM_DISABLE_PLUGINS=shadow"),
+    ({"builtin-scans": "x = 1"}, "entry point name 'builtin-scans' is already taken by dimsum; rename this "
+                                 "plugin's entry point"),
+    ({"quits": "import sys\nsys.exit(3)"}, "SystemExit: the plugin called sys.exit(3) while loading"),
+    ({"interrupts": "raise KeyboardInterrupt"}, "KeyboardInterrupt: "),
+])
+def test_misbehaving_plugins_leave_every_command_and_every_builtin_working(
+        fake_installed, plugins, reason, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    for name, source in plugins.items():
+        (tmp_path / f"plugin_{name.replace('-', '_')}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake_installed(FakeDist("third-party", {name: f"plugin_{name.replace('-', '_')}" for name in plugins}))
+    m = manager.get_manager()
+    [failed] = [f for f in m.failed if f.distribution == "third-party"]
+    assert failed.error.startswith(reason), failed.error
+    assert m.registry("scan").get("sweep4").provenance.plugin == "builtin-scans"
+    assert "my-scan" not in m.registry("scan")  # a failed plugin leaves nothing behind
+    listing = CliRunner().invoke(cli, ["list-plugins"])
+    assert listing.exit_code == 0 and "FAILED plugin" in listing.output
+    result = CliRunner().invoke(cli, ["validate", "quickstart", "train.steps=5"])
+    assert result.exit_code == 0, result.output
+
+
+def test_validate_sees_a_default_component_a_disabled_plugin_took_away(fake_installed, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("DIMSUM_DISABLE_PLUGINS", "builtin-scans")
+    result = CliRunner().invoke(cli, ["validate", "quickstart"])
+    assert result.exit_code == 2
+    assert "model: unknown scan 'sweep4'" in result.output and "Traceback" not in result.output
+
+
+def test_list_plugins_rows_stay_one_line_when_piped(fake_installed) -> None:  # noqa: ANN001
+    fake_installed(FakeDist("broken-dist", {"broken": "dimsum_no_such_module_xyz_with_a_rather_long_name"}))
+    output = CliRunner().invoke(cli, ["list-plugins"], env={"COLUMNS": "80"}).output
+    failed = [line for line in output.splitlines() if "broken-dist" in line]
+    assert len(failed) == 1 and "No module named 'dimsum_no_such_module_xyz_with_a_rather_long_name' (" in failed[0]
+    sweep4 = [line for line in output.splitlines() if line.split()[:2] == ["scan", "sweep4"]]
+    assert len(sweep4) == 1 and sweep4[0].rstrip().endswith("(layer % 4).")
 
 
 def test_disable_env_blocks_plugins(fake_installed, monkeypatch) -> None:  # noqa: ANN001

@@ -114,7 +114,7 @@ def test_registry_builds_every_sampler_and_checks_options():
     assert build("sampler", {"name": "euler", "steps": 3}).steps == 3
     assert build("sampler", "heun").steps == 125
     assert build("sampler", {"name": "euler-maruyama", "path": "linear"}).path_name == "linear"
-    with pytest.raises(DimsumError, match="unknown ODE method"):
+    with pytest.raises(DimsumError, match="sampler.method: .dopri6. is not one of .dopri5."):
         build("sampler", {"name": "ode", "method": "dopri6"})
     with pytest.raises(DimsumError, match="path"):
         build("sampler", {"name": "euler-maruyama", "path": "vp"})

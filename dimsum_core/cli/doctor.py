@@ -34,6 +34,21 @@ def _import_check(module: str) -> str | None:
     return None
 
 
+def _diffusers_row() -> tuple[str, str, str]:
+    """Installed is not enough: diffusers imports torchvision, which may be built for another torch."""
+    from dimsum_core.errors import DimsumError
+    from dimsum_core.vae import INSTALL_HINT, autoencoder_class
+
+    version = _version("diffusers")
+    if version is None:
+        return "diffusers", "not installed", f"missing: VAE encode/decode for latent models (`{INSTALL_HINT}`)"
+    try:
+        autoencoder_class()
+    except DimsumError as exc:
+        return "diffusers", version, f"VAE unavailable: {exc}"
+    return "diffusers", version, "VAE encode/decode for latent models"
+
+
 def diagnose() -> list[tuple[str, str, str]]:
     """(component, status, meaning) rows."""
     import torch
@@ -69,8 +84,8 @@ def diagnose() -> list[tuple[str, str, str]]:
                  "`dimsum eval` can compute Inception FID/KID/IS" if problem is None else
                  f"Inception metrics unavailable ({problem}); registered feature plugins still work. "
                  "torch-fidelity needs a torchvision that matches torch (GPU hosts: `pip install -e \".[fid]\"`)"))
+    rows.append(_diffusers_row())
     for dist, meaning in (("torchdiffeq", "adaptive ODE samplers (dopri5)"),
-                          ("diffusers", "VAE encode/decode for latent models (`pip install -e \".[vae]\"`)"),
                           ("matplotlib", "`dimsum show-scan` and study plots (`pip install -e \".[plot]\"`)")):
         v = _version(dist)
         rows.append((dist, v or "not installed", meaning if v else f"missing: {meaning}"))

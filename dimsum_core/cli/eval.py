@@ -82,7 +82,8 @@ def metrics_table(metrics: dict[str, float]) -> Table:
 @click.option("--ref-resize", type=int, help="resize reference folder images to N x N (Lanczos)")
 @click.option("--cache-dir", type=click.Path(path_type=Path),
               help="reference feature cache (default $DIMSUM_CACHE/ref_stats or ~/.cache/dimsum/ref_stats)")
-@click.option("--kid-subset-size", type=int, default=1000, show_default=True)
+@click.option("--kid-subset-size", type=click.IntRange(min=2), default=1000, show_default=True,
+              help="images per KID subset (capped at the smaller set)")
 @click.option("--out", type=click.Path(path_type=Path), help="result JSON file (default: print it)")
 @click.option("--overwrite", is_flag=True, help="replace an existing --out")
 def eval_command(checkpoint: Path | None, ref: Path, samples: Path | None, n: int | None, preset: str | None,

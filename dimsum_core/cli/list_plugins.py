@@ -50,6 +50,8 @@ def list_plugins(kind: str | None, as_json: bool) -> None:
             table.add_row(r["kind"], r["name"], f"{r['distribution']} {r['version']}", r["plugin"],
                           escape(r["description"]))
     console = Console()
+    if not console.is_terminal:  # piped: one row per line for grep and less, whatever $COLUMNS says
+        console = Console(width=100_000, soft_wrap=True)
     console.print(table)
     for r in rows:
         if r["status"] == "failed":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,21 @@ from dimsum_core.sampling.sampler_settings import resolve_sampler
 from dimsum_core.train.distributed import DistInfo, barrier, init_distributed, leave_together
 
 
+class FiniteFloat(click.ParamType):
+    """A float option that refuses NaN and infinity (a NaN guidance scale samples black images)."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FINITE = FiniteFloat()
+
+
 def parse_options(text: tuple[str, ...]) -> dict[str, Any]:
     """KEY=VALUE pairs, values parsed as YAML (``atol=1e-5``, ``method=rk4``)."""
     options = {}
@@ -43,17 +59,18 @@ def sampling_options(command: Callable) -> Callable:
     decorators = [
         click.option("--sampler", default="dopri5", show_default=True,
                      help="sampler plugin: dopri5 (official), ode, euler, heun, euler-maruyama"),
-        click.option("--steps", type=int, help="step count (steps, or num_steps for ode/dopri5)"),
+        click.option("--steps", type=click.IntRange(min=1), help="step count (steps, or num_steps for ode/dopri5)"),
         click.option("--sampler-opt", "sampler_opts", multiple=True, metavar="KEY=VALUE",
                      help="other sampler settings, e.g. atol=1e-5, method=rk4, diffusion=linear"),
-        click.option("--cfg", "cfg_scale", type=float, default=1.0, show_default=True,
+        click.option("--cfg", "cfg_scale", type=FINITE, default=1.0, show_default=True,
                      help="classifier-free guidance scale (official FID: 1.4; visuals: 4.0)"),
-        click.option("--guide-channels", type=int,
+        click.option("--guide-channels", type=click.IntRange(min=1),
                      help="guide only the first K channels as DiT does (default: all channels)"),
-        click.option("--class", "classes", type=int, multiple=True,
+        click.option("--class", "classes", type=click.IntRange(min=0), multiple=True,
                      help="class label(s), cycled over the samples (default: random per sample)"),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--batch-size", type=int, default=64, show_default=True, help="samples per forward, per rank"),
+        click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+                     help="samples per forward, per rank"),
         click.option("--no-ema", is_flag=True, help="use the raw weights instead of the EMA"),
         click.option("--vae", type=click.Path(), help="local diffusers AutoencoderKL directory (latent models)"),
         click.option("--precision", type=click.Choice(["fp32", "tf32", "bf16"]), default="tf32",

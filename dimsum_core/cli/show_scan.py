@@ -98,12 +98,16 @@ def draw(perms: list[torch.Tensor], layers: list[int], height: int, width: int, 
     fig.savefig(path, dpi=dpi)
 
 
+#: a drawing of more than 256x256 tokens shows nothing more, and the order tables grow with the square
+GRID_SIDE = click.IntRange(1, 256)
+
+
 @click.command("show-scan")
 @click.argument("name")
-@click.option("--grid", type=int, default=16, show_default=True, help="Side of a square token grid.")
-@click.option("--height", type=int, help="Grid rows (default: --grid).")
-@click.option("--width", type=int, help="Grid columns (default: --grid).")
-@click.option("--layer", "layers", type=int, multiple=True,
+@click.option("--grid", type=GRID_SIDE, default=16, show_default=True, help="Side of a square token grid.")
+@click.option("--height", type=GRID_SIDE, help="Grid rows (default: --grid).")
+@click.option("--width", type=GRID_SIDE, help="Grid columns (default: --grid).")
+@click.option("--layer", "layers", type=click.IntRange(min=0), multiple=True,
               help="Layer to draw; repeat for side-by-side panels. Default 0.")
 @click.option("--period", "whole_period", is_flag=True,
               help=f"Draw every layer of one period of the scan (at most {MAX_PANELS}).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,10 +35,21 @@ def split_node(node: Any, where: str = "") -> tuple[str, dict[str, Any]]:
 
 def build(kind: str, node: Any, *args: Any, **extra: Any) -> Any:
     """Build the component that ``node`` names. ``args`` are what the caller supplies (e.g. the
-    width of the block); ``extra`` override the node's keyword arguments."""
+    width of the block); ``extra`` override the node's keyword arguments. The node is checked as
+    `dimsum validate` checks it (keys, types, ranges) first."""
+    from dimsum_core.config.validate import check_node, recipe_parameters
     from dimsum_core.plugin.manager import registry
 
     name, kwargs = split_node(node, kind)
     entry = registry(kind).get(name)
+    params, _, _ = recipe_parameters(entry.factory)
+    positional = [n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD][:len(args)]
+    check_node(kind, {"name": name, **{k: v for k, v in kwargs.items() if k not in extra}}, kind,
+               supplied={*extra, *positional})
     kwargs.update(extra)
-    return entry.factory(*args, **kwargs)
+    built = entry.factory(*args, **kwargs)
+    p = entry.provenance
+    # errors found later (a scan's order on the model's grid) name the component, not its Python class
+    with contextlib.suppress(AttributeError):
+        built.dimsum_component = f"{kind} '{name}' (plugin '{p.plugin}', {p.distribution} {p.version})"
+    return built

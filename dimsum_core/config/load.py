@@ -47,23 +47,78 @@ def find_recipe(ref: str) -> Path:
 
 class _RecipeLoader(yaml.SafeLoader):
     """YAML's safe loader that also reads ``1e-4`` (no dot, as everyone writes learning rates) as a
-    number; plain YAML 1.1 reads it as a string."""
+    number; plain YAML 1.1 reads it as a string. Dates stay strings (no setting takes a timestamp)."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
 
 _RecipeLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"), list("-+0123456789."))
 
+#: bounds on what one YAML text may expand to: aliases can make a few hundred bytes mean billions of
+#: values ("billion laughs"), and every consumer (OmegaConf, validation) walks them all
+MAX_VALUES = 100_000
+MAX_DEPTH = 64
+_PLAIN = (str, int, float, bool, type(None))
+
+
+class YamlLimitError(yaml.YAMLError):
+    """YAML that parses but is not a recipe value: too large, too deep, self-referencing or of an
+    unsupported type. A ``yaml.YAMLError``, so every caller reports it as invalid YAML."""
+
+
+def _check_values(data: Any) -> None:
+    """Walk ``data`` as its consumers will (aliases expanded), within :data:`MAX_VALUES` and :data:`MAX_DEPTH`."""
+    seen = 0
+    stack: list[tuple[Any, int, tuple[int, ...]]] = [(data, 0, ())]
+    while stack:
+        value, depth, path = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise YamlLimitError(f"expands to more than {MAX_VALUES} values (aliases that repeat aliases?)")
+        if isinstance(value, _PLAIN):
+            continue
+        if not isinstance(value, (dict, list)):
+            raise YamlLimitError(f"holds a {type(value).__name__} (a YAML !!set, !!binary, !!timestamp ...); "
+                                 f"write it as a list, mapping, string or number")
+        if depth >= MAX_DEPTH:
+            raise YamlLimitError(f"nests deeper than {MAX_DEPTH} levels")
+        if id(value) in path:
+            raise YamlLimitError("contains itself (a recursive alias)")
+        inner = (*path, id(value))
+        if isinstance(value, dict):
+            for key in value:
+                if key is None or not isinstance(key, _PLAIN):
+                    raise YamlLimitError(f"has a key {key!r}; keys are names (strings)")
+            children = list(value.values())
+        else:
+            children = value
+        stack.extend((child, depth + 1, inner) for child in children)
+
 
 def parse_yaml(text: str) -> Any:
-    """``yaml.safe_load`` that reads ``1e-4`` as a number: for recipe files, overrides and CLI options."""
-    return yaml.load(text, Loader=_RecipeLoader)
-
-
-def _read_yaml(path: Path) -> DictConfig:
+    """``yaml.safe_load`` that reads ``1e-4`` as a number and refuses what no recipe value can be (see
+    :class:`YamlLimitError`): for recipe files, overrides, CLI options and checkpoint recipes."""
     try:
-        text = path.read_text()
+        data = yaml.load(text, Loader=_RecipeLoader)
+    except RecursionError:
+        raise YamlLimitError(f"nests too deeply to read (keep it under {MAX_DEPTH} levels)") from None
+    _check_values(data)
+    return data
+
+
+def _read_yaml(path: Path, including: tuple[Path, ...] = ()) -> DictConfig:
+    """``including``: the recipes whose ``base:`` chain led here (a recipe may not be its own base)."""
+    if path.resolve() in including:
+        raise RecipeError(f"{path}: base: leads back to itself ({' -> '.join(p.name for p in (*including, path))})")
+    try:
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read the recipe ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: not UTF-8 text (byte {exc.start}); save the recipe as UTF-8") from None
     try:
         data = parse_yaml(text)
     except yaml.YAMLError as exc:
@@ -81,7 +136,7 @@ def _read_yaml(path: Path) -> DictConfig:
         base_path = (path.parent / str(base))
         if not base_path.is_file():
             raise RecipeError(f"{path}: base: '{base}' does not exist (paths are relative to the recipe)")
-        cfg = OmegaConf.merge(_read_yaml(base_path), cfg)
+        cfg = OmegaConf.merge(_read_yaml(base_path, (*including, path.resolve())), cfg)
     return cfg  # type: ignore[return-value]
 
 

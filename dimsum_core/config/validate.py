@@ -7,21 +7,24 @@ line naming the recipe file, the key and, where one exists, the closest valid ch
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
+import math
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal, Union
 
 from dimsum_core.config.build import plain
 from dimsum_core.config.load import Recipe
-from dimsum_core.config.spec import Kind
-from dimsum_core.errors import UnknownComponentError
+from dimsum_core.config.spec import Kind, Range
+from dimsum_core.errors import RecipeError, UnknownComponentError
 from dimsum_core.registry import closest
 
 _UNION_TYPES: tuple[Any, ...] = (Union, types.UnionType)
 
 
+@functools.cache  # factories are module-level classes and functions; every build asks
 def recipe_parameters(factory: Any) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bool]:
     """The recipe-settable (keyword) parameters of a factory, their type hints, and whether it takes
     ``**kwargs``. Positional-only parameters are supplied by the caller, never by a recipe."""
@@ -62,7 +65,7 @@ class _Checker:
         self.problems: list[str] = []
 
     def report(self, key: str, message: str) -> None:
-        self.problems.append(f"{self.path}: {key}: {message}")
+        self.problems.append(f"{self.path}: {key}: {message}" if self.path else f"{key}: {message}")
 
     # -- values ---------------------------------------------------------------------------------
     def value(self, value: Any, ann: Any, key: str) -> None:
@@ -83,7 +86,11 @@ class _Checker:
                     self.component(kinds[0].kind, value, key)
                     return None
                 return f"expected a {kinds[0].kind} name or a mapping with 'name', got {value!r}"
-            return self._value_problem(value, base, key)
+            problem = self._value_problem(value, base, key)
+            ranges = [m for m in meta if isinstance(m, Range)]
+            if problem is None and ranges and isinstance(value, (int, float)) and not isinstance(value, bool):
+                problem = ranges[0].problem(value)
+            return problem
         if origin in _UNION_TYPES:
             args = typing.get_args(ann)
             if value is None:
@@ -113,8 +120,8 @@ class _Checker:
             ok = isinstance(value, int) and not isinstance(value, bool)
             return None if ok else f"expected an integer, got {value!r}"
         if ann is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            return None if ok else f"expected a number, got {value!r}"
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            return None if ok else f"expected a finite number, got {value!r}"
         if ann is str:
             return None if isinstance(value, str) else f"expected a string, got {value!r}"
         if dataclasses.is_dataclass(ann) and isinstance(ann, type):
@@ -126,6 +133,8 @@ class _Checker:
             if not isinstance(value, (list, tuple)):
                 return f"expected a list, got {value!r}"
             args = [a for a in typing.get_args(ann) if a is not Ellipsis]
+            if origin is tuple and Ellipsis not in typing.get_args(ann) and len(value) != len(args):
+                return f"expected a list of {len(args)} values, got {value!r}"
             if len(args) == 1 or (origin is tuple and len(set(args)) == 1 and args):
                 for i, item in enumerate(value):
                     self.value(item, args[0], f"{key}[{i}]")
@@ -158,7 +167,8 @@ class _Checker:
             if name in fields:
                 self.value(v, hints.get(name, Any), f"{key}.{name}" if key else name)
 
-    def component(self, kind: str, node: Any, key: str) -> None:
+    def component(self, kind: str, node: Any, key: str, supplied: Collection[str] = ()) -> None:
+        """``supplied``: arguments the code that builds it passes itself (not the recipe's to give)."""
         from dimsum_core.plugin.manager import registry
 
         if isinstance(node, str):
@@ -174,11 +184,11 @@ class _Checker:
         except UnknownComponentError as exc:
             self.report(key if isinstance(node, str) else f"{key}.name", str(exc))
             return
-        self.arguments(entry.factory, kwargs, key)
+        self.arguments(entry.factory, kwargs, key, supplied)
 
-    def arguments(self, factory: Any, kwargs: Mapping[str, Any], key: str) -> None:
+    def arguments(self, factory: Any, kwargs: Mapping[str, Any], key: str, supplied: Collection[str] = ()) -> None:
         params, hints, var_kw = recipe_parameters(factory)
-        required = [n for n, p in params.items() if p.default is inspect.Parameter.empty]
+        required = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in supplied]
         self.keys(kwargs, params, required, key, open_ended=var_kw)
         for name, v in kwargs.items():
             if name in params:
@@ -206,5 +216,31 @@ def validate_recipe(recipe: Recipe) -> list[str]:
     except UnknownComponentError as exc:
         checker.report("job", str(exc))
         return checker.problems
-    checker.arguments(entry.factory, {k: v for k, v in data.items() if k != "job"}, "")
+    settings = {k: v for k, v in data.items() if k != "job"}
+    checker.arguments(entry.factory, settings, "")
+    # a job may check more once every value is right: what its run would build and hit (``job.check``)
+    deeper = getattr(entry.factory, "check", None)
+    if not checker.problems and deeper is not None:
+        for problem in deeper(settings):
+            checker.problems.append(f"{recipe.path}: {problem}")
     return checker.problems
+
+
+def _first_problem(checker: _Checker) -> None:
+    if checker.problems:
+        raise RecipeError(checker.problems[0])
+
+
+def check_node(kind: str, node: Any, key: str, supplied: Collection[str] = ()) -> None:
+    """The checks of `dimsum validate` for one component node, raising the first problem: every build runs
+    them, so a Python caller or a run gets the same one line as the dry run."""
+    checker = _Checker("")
+    checker.component(kind, plain(node), key, supplied)
+    _first_problem(checker)
+
+
+def check_settings(cls: type, given: Mapping[str, Any], key: str) -> None:
+    """The checks of `dimsum validate` for an option group (a dataclass such as ``train:``)."""
+    checker = _Checker("")
+    checker.dataclass_fields(cls, given, key)
+    _first_problem(checker)

@@ -37,14 +37,38 @@ def _images_under(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+#: what PIL raises for a file it cannot decode
+_UNREADABLE = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
 def _readable(path: Path) -> bool:
     """Whether PIL recognises the file (reads the header only, so it is fast)."""
     try:
         with Image.open(path) as im:
             im.size  # noqa: B018 - parsing the header is the check
         return True
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except _UNREADABLE:
         return False
+
+
+def _to_rgb8(image: Image.Image) -> Image.Image:
+    """8-bit RGB by bit depth: PIL's own conversion clips 16-bit and float pixels (white or black images)."""
+    if image.mode == "F" or image.mode == "I" or image.mode.startswith("I;16"):
+        scale = 255.0 if image.mode == "F" else 255.0 / 65535.0  # float images in [0, 1]; 16-bit integers
+        array = np.clip(np.asarray(image, dtype=np.float64) * scale + 0.5, 0, 255).astype(np.uint8)
+        image = Image.fromarray(array, mode="L")
+    return image.convert("RGB")
+
+
+def read_rgb(path: Path) -> Image.Image:
+    """One image file as 8-bit RGB; a :class:`DataError` names a file that cannot be decoded."""
+    try:
+        with Image.open(path) as im:
+            return _to_rgb8(im)
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: too large to decode safely ({exc}); shrink or remove it") from None
+    except _UNREADABLE as exc:
+        raise DataError(f"{path}: unreadable image ({exc}); fix or remove it") from None
 
 
 def find_images(root: str | Path, labels: LabelMode = "auto",
@@ -68,6 +92,11 @@ def find_images(root: str | Path, labels: LabelMode = "auto",
     if use_folders:
         classes = [d.name for d in class_dirs]
         pairs = [(p, k) for k, d in enumerate(class_dirs) for p in _images_under(d)]
+        loose = [p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        if loose:
+            warnings.warn(f"{root}: left out {len(loose)} image(s) beside the class folders (e.g. {loose[0].name}): "
+                          f"labels come from the sub-folders; move them into one, or set data.labels=none",
+                          stacklevel=2)
     else:
         classes = []
         pairs = [(p, 0) for p in _images_under(root)]
@@ -107,10 +136,5 @@ def center_crop_arr(image: Image.Image, resolution: int) -> Image.Image:
 
 def load_image(path: Path, resolution: int) -> torch.Tensor:
     """One image as float32 (3, R, R) in [-1, 1]; a :class:`DataError` names an unreadable file."""
-    try:
-        with Image.open(path) as im:
-            image = im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"{path}: unreadable image ({exc}); fix or remove it") from None
-    arr = np.asarray(center_crop_arr(image, resolution), dtype=np.float32)
+    arr = np.asarray(center_crop_arr(read_rgb(path), resolution), dtype=np.float32)
     return torch.from_numpy(arr).permute(2, 0, 1).div_(127.5).sub_(1.0)

@@ -16,6 +16,9 @@ class ImageDataset(Dataset, ABC):
     num_classes: int
     #: True when items are VAE latents (sampling decodes them), False for pixels in [-1, 1]
     is_latent: bool = False
+    #: True when constructing it reads nothing large (no folder scan): `dimsum validate` then opens it
+    #: to check that the model fits the data
+    opens_quickly: bool = False
 
     @abstractmethod
     def __len__(self) -> int: ...

@@ -41,14 +41,23 @@ def inverse_permutation(perm: torch.Tensor) -> torch.Tensor:
 
 
 def checked_order(scan: ScanOrder, height: int, width: int, layer: int) -> torch.Tensor:
-    """``scan.order`` with the bijection checked, so a faulty plugin fails at build time."""
-    scan.check(height, width)
-    with torch.device("cpu"):  # index tables are built on the CPU, also inside a meta-device context
-        perm = torch.as_tensor(scan.order(height, width, layer), dtype=torch.long).flatten()
-        n = height * width
-        valid = perm.numel() == n and torch.equal(torch.sort(perm).values, torch.arange(n))
+    """``scan.order`` with the bijection checked, so a faulty plugin fails at build time (and so in
+    `dimsum validate`), naming the scan and its plugin."""
+    who = getattr(scan, "dimsum_component", type(scan).__name__)
+    n = height * width
+    try:
+        scan.check(height, width)
+        with torch.device("cpu"):  # index tables are built on the CPU, also inside a meta-device context
+            perm = torch.as_tensor(scan.order(height, width, layer), dtype=torch.long).flatten()
+            valid = perm.numel() == n and torch.equal(torch.sort(perm).values, torch.arange(n))
+    except ScanError as exc:
+        raise ScanError(f"{who}: {exc}") from None
+    except Exception as exc:  # a plugin's bug: its order() has another signature, fails on this grid, ...
+        raise ScanError(f"{who}: order(height={height}, width={width}, layer={layer}) failed "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     if not valid:
-        raise ScanError(f"{type(scan).__name__} returned an order that is not a permutation of {n} tokens")
+        raise ScanError(f"{who} returned an order that is not a permutation of the {n} tokens of a "
+                        f"{height}x{width} grid")
     return perm
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dimsum_core.data.image_files import IMAGE_SUFFIXES
+from dimsum_core.data.image_files import IMAGE_SUFFIXES, read_rgb
 from dimsum_core.errors import DataError
 
 
@@ -89,11 +89,10 @@ class ImageSource:
         for start in range(0, self.count, batch_size):
             images = []
             for file in self.files[start:start + batch_size]:
-                with Image.open(file) as im:
-                    im = im.convert("RGB")
-                    if self.resize is not None and im.size != (self.resize, self.resize):
-                        im = im.resize((self.resize, self.resize), Image.Resampling.LANCZOS)
-                    array = np.asarray(im)
+                image = read_rgb(file)
+                if self.resize is not None and image.size != (self.resize, self.resize):
+                    image = image.resize((self.resize, self.resize), Image.Resampling.LANCZOS)
+                array = np.asarray(image)
                 size = size or array.shape
                 if array.shape != size:
                     raise DataError(f"{file}: is {array.shape[1]}x{array.shape[0]} but earlier images are "

@@ -16,7 +16,8 @@ class PatchFlowModel(FlowModel):
                  num_classes: int, null_class: bool | None, learnable_pos_embed: bool):
         super().__init__()
         if input_size % patch_size:
-            raise ValueError(f"input_size {input_size} is not divisible by patch_size {patch_size}")
+            raise ValueError(f"input_size {input_size} is not divisible by patch_size {patch_size}; use a patch "
+                             f"size that divides it")
         self.input_size, self.in_channels, self.patch_size = input_size, in_channels, patch_size
         self.hidden_size = hidden_size
         self.num_classes = num_classes

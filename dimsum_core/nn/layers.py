@@ -68,7 +68,8 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int):
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"attention width {dim} is not divisible by {num_heads} heads")
+            raise ValueError(f"attention width {dim} is not divisible by {num_heads} heads; use a head count "
+                             f"that divides the width")
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=True)
         self.proj = nn.Linear(dim, dim)

@@ -1,7 +1,9 @@
 """Loads plugins from the ``dimsum`` entry-point group, one at a time, and fills the registries.
 
-A plugin that fails to import, or whose hook raises, is recorded as failed and left out; everything
-else keeps working. ``DIMSUM_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point name.
+A plugin that fails to import, whose hook raises (even ``sys.exit``), or that claims a name another plugin
+already registered, is recorded as failed and left out whole; everything else keeps working. The
+built-in plugins load first, so a newcomer never displaces a built-in. ``DIMSUM_DISABLE_PLUGINS=a,b``
+blocks plugins by entry-point name.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from dimsum_core.plugin import NAME, spec
 from dimsum_core.registry import KINDS, Provenance, Registry
 
 DISABLE_ENV = "DIMSUM_DISABLE_PLUGINS"
+#: the distribution whose plugins are the built-in components
+BUILTIN_DISTRIBUTION = "dimsum"
 
 
 @dataclass(frozen=True)
@@ -49,28 +53,34 @@ class PluginManager:
 
     def load_entry_points(self) -> None:
         blocked = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
-        seen: set[str] = set()
-        for dist in metadata.distributions():
-            for ep in dist.entry_points:
-                if ep.group != NAME or ep.name in seen:
-                    continue
-                seen.add(ep.name)
-                dist_name, version = dist.metadata["Name"] or "?", dist.version or "?"
-                if ep.name in blocked:
-                    self.blocked.append(ep.name)
-                    continue
-                try:
-                    module = ep.load()
-                except Exception as exc:  # a broken third-party plugin must not break the command
-                    self.failed.append(FailedPlugin(ep.name, dist_name, version, _one_line(exc)))
-                    continue
-                self.register(module, Provenance(ep.name, dist_name, version))
+        found = [(dist.metadata["Name"] or "?", dist.version or "?", ep) for dist in metadata.distributions()
+                 for ep in dist.entry_points if ep.group == NAME]
+        found.sort(key=lambda item: item[0] != BUILTIN_DISTRIBUTION)  # stable: built-ins first
+        owners: dict[str, str] = {}
+        for dist_name, version, ep in found:
+            if owners.get(ep.name) == dist_name:
+                continue  # one distribution seen twice on sys.path (an editable install and its build)
+            if ep.name in owners:
+                self.failed.append(FailedPlugin(ep.name, dist_name, version,
+                                                f"entry point name '{ep.name}' is already taken by "
+                                                f"{owners[ep.name]}; rename this plugin's entry point"))
+                continue
+            owners[ep.name] = dist_name
+            if ep.name in blocked:
+                self.blocked.append(ep.name)
+                continue
+            try:
+                module = ep.load()
+            except (Exception, SystemExit, KeyboardInterrupt) as exc:  # a broken plugin must not stop the command
+                self.failed.append(FailedPlugin(ep.name, dist_name, version, _one_line(exc)))
+                continue
+            self.register(module, Provenance(ep.name, dist_name, version))
 
     def register(self, plugin: ModuleType | object, provenance: Provenance) -> None:
         """Register one plugin object and run its hooks into the registries.
 
-        A :class:`PluginError` (two plugins claiming one name) is raised: that needs the user to act.
-        Any other exception marks the plugin as failed and undoes what it registered.
+        Any exception (a name another plugin holds, a bug, ``sys.exit``) marks the plugin as failed and
+        undoes what it registered.
         """
         try:
             self._pm.register(plugin, name=provenance.plugin)
@@ -88,9 +98,7 @@ class PluginManager:
             registry._current = provenance
             try:
                 impl(registry=registry)
-            except PluginError:
-                raise
-            except Exception as exc:
+            except (Exception, SystemExit, KeyboardInterrupt) as exc:
                 for k, name in added + [(kind, n) for n in set(registry.names()) - before]:
                     self.registries[k]._entries.pop(name, None)
                 self._pm.unregister(plugin)
@@ -104,9 +112,13 @@ class PluginManager:
 
 
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, PluginError):  # its message says what to do; where it was raised does not matter
+        return str(exc)
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")]
     where = f" ({os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, SystemExit):
+        text = f"the plugin called sys.exit({exc.code!r}) while loading"
     return f"{type(exc).__name__}: {text}{where}"
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 import torch
 
+from dimsum_core.config.spec import Positive
 from dimsum_core.errors import DimsumError
 from dimsum_core.interfaces.sampler import Sampler, SampleResult, VelocityFn
 
@@ -31,7 +32,7 @@ class ODESampler(Sampler):
     """
 
     def __init__(self, *, method: OdeMethod = "dopri5", num_steps: int = 250,
-                 atol: float = 1e-6, rtol: float = 1e-3):
+                 atol: Positive = 1e-6, rtol: Positive = 1e-3):
         if method not in ADAPTIVE_METHODS + FIXED_METHODS:
             raise DimsumError(f"unknown ODE method '{method}'; choose one of "
                               f"{', '.join(ADAPTIVE_METHODS + FIXED_METHODS)}")
@@ -61,6 +62,6 @@ class ODESampler(Sampler):
         return SampleResult(trajectory[-1], nfe)
 
 
-def dopri5(*, num_steps: int = 250, atol: float = 1e-6, rtol: float = 1e-3) -> ODESampler:
+def dopri5(*, num_steps: int = 250, atol: Positive = 1e-6, rtol: Positive = 1e-3) -> ODESampler:
     """Adaptive Dormand-Prince 5(4) ODE solver: the official DiMSUM sampler (atol 1e-6, rtol 1e-3)."""
     return ODESampler(method="dopri5", num_steps=num_steps, atol=atol, rtol=rtol)

@@ -26,7 +26,7 @@ def resolve_sampler(node: str | dict[str, Any], steps: int | None = None) -> tup
         if key is None:
             raise DimsumError(f"sampler '{name}' has no step count; drop --steps")
         kwargs[key] = steps
-    sampler = build("sampler", name, **kwargs)
+    sampler = build("sampler", {"name": name, **kwargs})  # as a node: its keys and values are checked
     settings = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
     settings.update(kwargs)
     return sampler, {"name": name, **settings}

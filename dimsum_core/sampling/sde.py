@@ -13,6 +13,7 @@ from typing import Literal
 
 import torch
 
+from dimsum_core.config.spec import NonNegative
 from dimsum_core.errors import DimsumError
 from dimsum_core.flow.paths import PATHS, InterpolationPath
 from dimsum_core.interfaces.sampler import Sampler, SampleResult, VelocityFn
@@ -53,7 +54,7 @@ class EulerMaruyamaSampler(Sampler):
     """
 
     def __init__(self, *, path: Literal["gvp", "linear"] = "gvp", steps: int = 250,
-                 diffusion: DiffusionForm = "sigma", diffusion_norm: float = 1.0,
+                 diffusion: DiffusionForm = "sigma", diffusion_norm: NonNegative = 1.0,
                  last_step: Literal["mean", "euler"] = "mean", last_step_size: float = 0.04):
         if path not in PATHS:
             raise DimsumError(f"unknown path '{path}'; choose {' or '.join(PATHS)} (as trained)")

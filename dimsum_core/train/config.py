@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from dimsum_core.config.spec import Spec
+from dimsum_core.config.spec import (
+    Fraction,
+    NonNegative,
+    NonNegativeInt,
+    PositiveInt,
+    Range,
+    Spec,
+    UnitInterval,
+)
 from dimsum_core.errors import RecipeError
 from dimsum_core.train.schedule import LrSchedule, lr_at
 
@@ -22,27 +30,29 @@ SamplerNode = Spec["sampler"]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 400_000
+    steps: PositiveInt = 400_000
     #: summed over ranks and accumulation micro-batches
-    global_batch_size: int = 256
-    lr: float = 1e-4
+    global_batch_size: PositiveInt = 256
+    lr: NonNegative = 1e-4
     #: constant (official), or cosine / linear decay to lr * min_lr_ratio by the last step
     lr_schedule: LrSchedule = "constant"
     #: linear warm-up from ~0 to lr over the first steps (any schedule)
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.0
-    weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    #: max gradient norm; null disables clipping (the norm is still logged)
-    grad_clip: float | None = 2.0
-    ema_decay: float = 0.9999
+    warmup_steps: NonNegativeInt = 0
+    #: the lr the decay ends at, as a fraction of train.lr
+    min_lr_ratio: UnitInterval = 0.0
+    weight_decay: NonNegative = 0.0
+    betas: tuple[Fraction, Fraction] = (0.9, 0.999)
+    #: max gradient norm; null (or 0) disables clipping (the norm is still logged)
+    grad_clip: NonNegative | None = 2.0
+    ema_decay: UnitInterval = 0.9999
     #: probability of replacing a label by the null class (classifier-free guidance); 0 = off
-    label_dropout: float = 0.0
+    label_dropout: Fraction = 0.0
     #: tf32: fp32 weights with TF32 matmuls (official); bf16: autocast; fp32: strict
     precision: Precision = "tf32"
     compile: bool = False
-    grad_accum: int = 1
-    num_workers: int = 4
+    grad_accum: PositiveInt = 1
+    #: data loading processes per rank; more than a few dozen only costs memory
+    num_workers: Annotated[int, Range(ge=0, le=64)] = 4
     device: Device = "auto"
 
     def lr_for(self, step: int, total_steps: int) -> float:
@@ -54,9 +64,9 @@ class TrainConfig:
 @dataclass(frozen=True)
 class CheckpointConfig:
     #: save every this many steps (and at the end)
-    every: int = 10_000
+    every: PositiveInt = 10_000
     #: keep the newest N checkpoints; 0 keeps all
-    keep_last: int = 3
+    keep_last: NonNegativeInt = 3
     #: auto: continue from the newest complete checkpoint in out_dir; never: refuse if one exists;
     #: or the path of a checkpoint directory
     resume: str = "auto"
@@ -65,10 +75,10 @@ class CheckpointConfig:
 @dataclass(frozen=True)
 class LogConfig:
     #: metrics.jsonl / progress interval in steps
-    every: int = 100
+    every: PositiveInt = 100
     #: sample grid interval in steps (EMA weights); 0 = only at the end, -1 = never
-    sample_every: int = 10_000
-    sample_n: int = 16
+    sample_every: Annotated[int, Range(ge=-1)] = 10_000
+    sample_n: NonNegativeInt = 16
     sampler: SamplerNode = field(default_factory=lambda: {"name": "euler", "steps": 50})
     cfg_scale: float = 1.0
     #: write TensorBoard events when the tensorboard package is installed
@@ -79,15 +89,15 @@ T = TypeVar("T")
 
 
 def as_config(cls: type[T], value: T | dict[str, Any] | None, key: str) -> T:
-    """A recipe mapping (or None, or an instance) -> the dataclass, with one-line errors."""
+    """A recipe mapping (or None, or an instance) -> the dataclass, checked as `dimsum validate` checks it
+    (keys, types, ranges), with a one-line error."""
+    from dimsum_core.config.validate import check_settings
+
     if value is None:
         return cls()
     if isinstance(value, cls):
-        return value
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     if not isinstance(value, dict):
         raise RecipeError(f"{key}: expected a mapping, got {value!r}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(value) - names)
-    if unknown:
-        raise RecipeError(f"{key}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+    check_settings(cls, value, key)
     return cls(**value)

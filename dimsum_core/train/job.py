@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from dimsum_core.config.spec import Spec
+from typing import Any
+
+import torch
+
+from dimsum_core.config.build import build, split_node
+from dimsum_core.config.spec import Seed, Spec
 from dimsum_core.context import RunContext
+from dimsum_core.errors import DimsumError, RecipeError
+from dimsum_core.models import create_model
+from dimsum_core.plugin.manager import registry
 from dimsum_core.train.config import CheckpointConfig, LogConfig, TrainConfig, as_config
-from dimsum_core.train.loop import Trainer, TrainResult
+from dimsum_core.train.loop import Trainer, TrainResult, check_fit
 
 # aliases, so linters read the annotations as types rather than as forward-reference strings
 ModelNode = Spec["model"]
@@ -13,8 +21,50 @@ DatasetNode = Spec["dataset"]
 ObjectiveNode = Spec["objective"]
 
 
+def check_train(recipe: dict[str, Any]) -> list[str]:
+    """What `dimsum validate` checks beyond the keys and values: the model is built on the meta device (no
+    memory, so every shape and grid constraint of every component is tried, scans included), the sampler
+    of the sample grids is built, and datasets that open quickly are opened to check that the model fits."""
+    model_node, data_node = recipe.get("model"), recipe.get("data")
+    options = {key: as_config(cls, recipe.get(key), key) for key, cls in
+               (("train", TrainConfig), ("checkpoint", CheckpointConfig), ("log", LogConfig))}
+    cfg = options["train"]
+    problems = []
+    if cfg.global_batch_size % cfg.grad_accum:
+        problems.append(f"train.global_batch_size={cfg.global_batch_size} does not split into "
+                        f"train.grad_accum={cfg.grad_accum} micro-batches; use a multiple of it")
+    try:
+        build("sampler", options["log"].sampler)
+    except (DimsumError, ValueError) as exc:
+        problems.append(f"log.sampler: {exc}")
+    try:
+        with torch.device("meta"):
+            model = create_model(model_node)
+    except DimsumError as exc:
+        return problems + [str(exc) if str(exc).startswith("model") else f"model: {exc}"]
+    except (ValueError, TypeError, RuntimeError, AssertionError) as exc:
+        return problems + [f"model: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"]
+    data = None
+    name, _ = split_node(data_node, "data")
+    if name in registry("dataset") and getattr(registry("dataset").get(name).factory, "opens_quickly", False):
+        try:
+            data = build("dataset", data_node)
+        except DimsumError as exc:
+            return problems + [str(exc) if str(exc).startswith("data") else f"data: {exc}"]
+        if len(data) < cfg.global_batch_size:
+            problems.append(f"data: {len(data)} items are fewer than one global batch "
+                            f"(train.global_batch_size={cfg.global_batch_size}); lower it or add data")
+    has_vae = recipe.get("vae") is not None
+    try:
+        check_fit(model, data, cfg.label_dropout, None if has_vae else
+                  (data.channels, data.resolution) if data is not None else None, has_vae)
+    except RecipeError as exc:
+        problems.append(str(exc))
+    return problems
+
+
 def train(ctx: RunContext, /, *, out_dir: str, model: ModelNode, data: DatasetNode,
-          objective: ObjectiveNode = "gvp", seed: int = 0, vae: str | None = None,
+          objective: ObjectiveNode = "gvp", seed: Seed = 0, vae: str | None = None,
           train: TrainConfig = TrainConfig(), checkpoint: CheckpointConfig = CheckpointConfig(),
           log: LogConfig = LogConfig()) -> TrainResult:
     """Train a flow model with velocity matching (AdamW, EMA, DDP under torchrun, resumable checkpoints).
@@ -30,3 +80,6 @@ def train(ctx: RunContext, /, *, out_dir: str, model: ModelNode, data: DatasetNo
     if result.trained:  # a finished run said so in one line already
         ctx.console.print(f"done: step {result.step}, loss {result.loss:.4f}, checkpoint {result.checkpoint}")
     return result
+
+
+train.check = check_train  # type: ignore[attr-defined]

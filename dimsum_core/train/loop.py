@@ -32,7 +32,7 @@ from dimsum_core.interfaces.objective import Objective
 from dimsum_core.models import create_model
 from dimsum_core.train import distributed as dist_utils
 from dimsum_core.train.batches import GlobalBatchSampler, slot_seeds
-from dimsum_core.train.config import CheckpointConfig, LogConfig, TrainConfig
+from dimsum_core.train.config import CheckpointConfig, LogConfig, TrainConfig, as_config
 from dimsum_core.train.ema import create_ema, update_ema
 from dimsum_core.train.metrics import MetricsLog
 from dimsum_core.train.out_dir import check_out_dir, locked_out_dir
@@ -104,6 +104,27 @@ def _loader_error(exc: Exception) -> DimsumError:
     return type(exc)(match[-1] if match else lines[-1]) if isinstance(exc, DimsumError) else DataError(lines[-1])
 
 
+def check_fit(model: FlowModel, data: ImageDataset | None, label_dropout: float,
+              seen_input: tuple[int, int] | None, has_vae: bool) -> None:
+    """A RecipeError when the model does not fit the data or the options. ``seen_input``: (channels, side)
+    the model gets from the data, None where only a loaded VAE could tell; ``data`` is None where
+    `dimsum validate` does not open the dataset."""
+    name = model.config().get("name")
+    if data is not None and seen_input is not None and (model.in_channels, model.input_size) != seen_input:
+        channels, side = seen_input
+        raise RecipeError(
+            f"model '{name}' takes {model.in_channels}x{model.input_size}x{model.input_size} inputs but the data "
+            f"gives {channels}x{side}x{side}; set model.in_channels={channels} model.input_size={side}")
+    if data is not None and data.num_classes > max(model.num_classes, 1):
+        raise RecipeError(f"the data has {data.num_classes} classes but model '{name}' has "
+                          f"num_classes={model.num_classes}; set model.num_classes={data.num_classes}")
+    if label_dropout > 0 and not getattr(model, "has_null_class", False):
+        raise RecipeError(f"train.label_dropout={label_dropout} needs a null class, but model "
+                          f"'{name}' has none; set model.null_class=true or train.label_dropout=0")
+    if data is not None and not data.is_latent and data.channels == 3 and not has_vae and model.in_channels == 4:
+        raise RecipeError("the data is pixels but the model takes 4-channel latents; set vae: DIR")
+
+
 class Trainer:
     def __init__(self, *, out_dir: str | Path, model: Any, data: Any, objective: Any = "gvp",
                  train: TrainConfig | None = None, checkpoint: CheckpointConfig | None = None,
@@ -111,38 +132,15 @@ class Trainer:
                  recipe_yaml: str | None = None, console: Console | None = None):
         self.out_dir = Path(out_dir).expanduser()
         self.model_node, self.data_node, self.objective_node = plain(model), plain(data), plain(objective)
-        self.cfg = train or TrainConfig()
-        self.ckpt_cfg = checkpoint or CheckpointConfig()
-        self.log_cfg = log or LogConfig()
+        self.cfg = as_config(TrainConfig, train, "train")
+        self.ckpt_cfg = as_config(CheckpointConfig, checkpoint, "checkpoint")
+        self.log_cfg = as_config(LogConfig, log, "log")
         self.seed = seed
         self.vae_path = vae
         self.recipe_yaml = recipe_yaml
         self.console = console or Console(stderr=True)
-        self._check_options()
 
     # -- set-up -----------------------------------------------------------------------------------
-    def _check_options(self) -> None:
-        c = self.cfg
-        problems = []
-        if c.steps < 1:
-            problems.append(f"train.steps={c.steps}: use a positive number of steps")
-        if c.grad_accum < 1:
-            problems.append(f"train.grad_accum={c.grad_accum}: use 1 or more")
-        if not 0.0 <= c.label_dropout < 1.0:
-            problems.append(f"train.label_dropout={c.label_dropout}: use a probability in [0, 1)")
-        if not 0.0 <= c.ema_decay <= 1.0:
-            problems.append(f"train.ema_decay={c.ema_decay}: use a value in [0, 1]")
-        if c.warmup_steps < 0:
-            problems.append(f"train.warmup_steps={c.warmup_steps}: use 0 (no warm-up) or more")
-        if not 0.0 <= c.min_lr_ratio <= 1.0:
-            problems.append(f"train.min_lr_ratio={c.min_lr_ratio}: use a fraction of train.lr in [0, 1]")
-        if len(c.betas) != 2:
-            problems.append(f"train.betas={list(c.betas)}: give two numbers, e.g. [0.9, 0.999]")
-        if self.ckpt_cfg.every < 1:
-            problems.append(f"checkpoint.every={self.ckpt_cfg.every}: use a positive number of steps")
-        if problems:
-            raise RecipeError(problems[0])
-
     def _build_data(self) -> ImageDataset:
         data = build("dataset", self.data_node)
         if not isinstance(data, ImageDataset):
@@ -155,22 +153,6 @@ class Trainer:
             return data.channels, data.resolution
         factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         return int(self.vae.config.latent_channels), data.resolution // factor
-
-    def _check_fit(self, model: FlowModel, data: ImageDataset) -> None:
-        channels, side = self._model_input(data)
-        name = self.model_node if isinstance(self.model_node, str) else self.model_node.get("name")
-        if (model.in_channels, model.input_size) != (channels, side):
-            raise RecipeError(
-                f"model '{name}' takes {model.in_channels}x{model.input_size}x{model.input_size} inputs but the data "
-                f"gives {channels}x{side}x{side}; set model.in_channels={channels} model.input_size={side}")
-        if data.num_classes > max(model.num_classes, 1):
-            raise RecipeError(f"the data has {data.num_classes} classes but model '{name}' has "
-                              f"num_classes={model.num_classes}; set model.num_classes={data.num_classes}")
-        if self.cfg.label_dropout > 0 and not getattr(model, "has_null_class", False):
-            raise RecipeError(f"train.label_dropout={self.cfg.label_dropout} needs a null class, but model "
-                              f"'{name}' has none; set model.null_class=true or train.label_dropout=0")
-        if not data.is_latent and data.channels == 3 and self.vae is None and model.in_channels == 4:
-            raise RecipeError("the data is pixels but the model takes 4-channel latents; set vae: DIR")
 
     def _resume(self, info: dist_utils.DistInfo, model: FlowModel, ema: torch.nn.Module,
                 optimizer: torch.optim.Optimizer) -> tuple[Path | None, dict[str, Any] | None]:
@@ -286,7 +268,7 @@ class Trainer:
 
         torch.manual_seed(self.seed)  # identical initial weights on every rank
         model = create_model(self.model_node).to(device)
-        self._check_fit(model, data)
+        check_fit(model, data, self.cfg.label_dropout, self._model_input(data), self.vae is not None)
         frozen = find_unused_parameters(model, device)
         for name, p in model.named_parameters():
             if name in frozen:

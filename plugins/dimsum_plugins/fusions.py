@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dimsum_core.config.spec import PositiveInt
 from dimsum_core.interfaces.fusion import Fusion
 from dimsum_core.plugin import hookimpl
 
@@ -18,11 +19,12 @@ class CrossAttentionFusion(Fusion):
     Output ``proj(concat[o12, o21])``; no residual or gate inside (the block adds it).
     """
 
-    def __init__(self, dim: int, /, *, num_heads: int = 8, swap: str = "q", qkv_bias: bool = True):
+    def __init__(self, dim: int, /, *, num_heads: PositiveInt = 8, swap: str = "q", qkv_bias: bool = True):
         super().__init__()
         half = dim // 2
         if half % num_heads:
-            raise ValueError(f"fusion: branch width {half} is not divisible by num_heads={num_heads}")
+            raise ValueError(f"fusion: branch width {half} is not divisible by num_heads={num_heads}; use a "
+                             f"num_heads that divides it")
         if swap not in ("q", "k"):
             raise ValueError(f"fusion: swap must be 'q' or 'k', got {swap!r}")
         self.num_heads, self.swap = num_heads, swap

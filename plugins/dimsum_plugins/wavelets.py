@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from dimsum_core.config.spec import PositiveInt
 from dimsum_core.errors import DimsumError
 from dimsum_core.interfaces.wavelet import WaveletTransform
 from dimsum_core.nn.precision import autocast_off
@@ -64,7 +65,7 @@ class HaarPacket(WaveletTransform):
     transform instead of 20-30 for slices, sums and stacks, with bitwise the same coefficients.
     """
 
-    def __init__(self, *, levels: int = 2):
+    def __init__(self, *, levels: PositiveInt = 2):
         super().__init__()
         if levels < 1:
             raise ValueError("levels must be >= 1")
@@ -118,7 +119,7 @@ class PyWaveletsPacket(WaveletTransform):
     Uses ``mode='periodization'`` so every level halves the size exactly and reconstructs perfectly.
     """
 
-    def __init__(self, *, wave: str = "haar", levels: int = 2):
+    def __init__(self, *, wave: str = "haar", levels: PositiveInt = 2):
         super().__init__()
         try:
             import warnings

@@ -53,7 +53,7 @@ class WaveletBranch(nn.Module):
         side = 2**self.transform.levels
         if grid % side:
             raise ValueError(f"a {self.transform.levels}-level wavelet needs a token grid divisible by {side}, "
-                             f"got {grid}")
+                             f"got {grid} (input_size / patch_size); make the grid a multiple of {side}")
         if layout == "interleaved" and width % (side * side):
             raise ValueError(f"the interleaved wavelet layout needs the branch width ({width}) divisible by "
                              f"{side * side}")

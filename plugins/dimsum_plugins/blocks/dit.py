@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dimsum_core.config.spec import Positive, PositiveInt
 from dimsum_core.interfaces.block import ConditionedBlock
 from dimsum_core.nn.layers import Attention, ada_ln, mlp, modulate
 
@@ -12,7 +13,7 @@ from dimsum_core.nn.layers import Attention, ada_ln, mlp, modulate
 class DiTBlock(ConditionedBlock):
     """``x += g1·Attn(modulate(LN(x)))``; ``x += g2·MLP(modulate(LN(x)))``; adaLN gives 6 chunks."""
 
-    def __init__(self, dim: int, cond_dim: int, /, *, num_heads: int = 16, mlp_ratio: float = 4.0,
+    def __init__(self, dim: int, cond_dim: int, /, *, num_heads: PositiveInt = 16, mlp_ratio: Positive = 4.0,
                  gated_mlp: bool = True):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)

@@ -12,6 +12,7 @@ import math
 import numpy as np
 import torch
 
+from dimsum_core.config.spec import Seed
 from dimsum_core.errors import DataError
 from dimsum_core.interfaces.dataset import ImageDataset
 
@@ -62,8 +63,9 @@ class ProceduralShapes(ImageDataset):
 
     channels = 3
     is_latent = False
+    opens_quickly = True
 
-    def __init__(self, resolution: int = 32, num_classes: int = 4, size: int = 10000, seed: int = 0,
+    def __init__(self, resolution: int = 32, num_classes: int = 4, size: int = 10000, seed: Seed = 0,
                  min_radius: float = 0.4, max_radius: float = 0.8):
         if not 0 <= num_classes <= len(SHAPES):
             raise DataError(f"procedural: num_classes={num_classes}; there are {len(SHAPES)} shapes "

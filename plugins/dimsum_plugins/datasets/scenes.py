@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from dimsum_core.config.spec import Seed
 from dimsum_core.errors import DataError
 from dimsum_core.interfaces.dataset import ImageDataset
 from dimsum_plugins.datasets.procedural import SHAPES as BASIC_SHAPES
@@ -108,9 +109,10 @@ class ProceduralScenes(ImageDataset):
 
     channels = 3
     is_latent = False
+    opens_quickly = True
 
     def __init__(self, resolution: int = 32, num_classes: int = 10, size: int = 50000, split: Split = "train",
-                 seed: int = 0):
+                 seed: Seed = 0):
         if not 1 <= num_classes <= len(SHAPES):
             raise DataError(f"procedural-scenes: num_classes={num_classes}; there are {len(SHAPES)} shapes "
                             f"({', '.join(SHAPE_NAMES)}), so use 1..{len(SHAPES)}")

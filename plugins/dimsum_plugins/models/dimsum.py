@@ -19,7 +19,17 @@ import torch
 from torch import nn
 
 from dimsum_core.config.build import build
-from dimsum_core.config.spec import BlockSpec, FusionSpec, MixerSpec, ScanSpec, WaveletSpec
+from dimsum_core.config.spec import (
+    BlockSpec,
+    Fraction,
+    FusionSpec,
+    MixerSpec,
+    NonNegativeInt,
+    Positive,
+    PositiveInt,
+    ScanSpec,
+    WaveletSpec,
+)
 from dimsum_core.nn.backbone import PatchFlowModel
 from dimsum_core.nn.wavelet_tokens import Layout
 from dimsum_plugins.blocks.dit import DiTBlock
@@ -28,14 +38,16 @@ from dimsum_plugins.blocks.dit import DiTBlock
 class DiMSUM(PatchFlowModel):
     """DiMSUM: spatial + wavelet Mamba branches fused by cross-attention, a shared transformer every K blocks."""
 
-    def __init__(self, *, input_size: int = 32, in_channels: int = 4, patch_size: int = 2,
-                 hidden_size: int = 1024, depth: int = 16, num_classes: int = 1, null_class: bool | None = None,
+    def __init__(self, *, input_size: PositiveInt = 32, in_channels: PositiveInt = 4, patch_size: PositiveInt = 2,
+                 hidden_size: PositiveInt = 1024, depth: PositiveInt = 16, num_classes: NonNegativeInt = 1,
+                 null_class: bool | None = None,
                  block: BlockSpec = "dim", spatial_scan: ScanSpec = "sweep4",
                  wavelet_scan: ScanSpec = "window", wavelet: WaveletSpec = "haar",
                  wavelet_layout: Layout = "interleaved", fusion: FusionSpec = "cross-attention",
                  mixer: MixerSpec = "mamba", branches: Literal["both", "spatial"] = "both",
-                 attn_every: int = 4, transformer: Literal["shared", "independent", "none"] = "shared",
-                 attn_heads: int = 16, mlp_ratio: float = 4.0, gated_mlp: bool = True, drop_path: float = 0.1,
+                 attn_every: PositiveInt = 4, transformer: Literal["shared", "independent", "none"] = "shared",
+                 attn_heads: PositiveInt = 16, mlp_ratio: Positive = 4.0, gated_mlp: bool = True,
+                 drop_path: Fraction = 0.1,
                  learnable_pos_embed: bool = True):
         super().__init__(input_size=input_size, in_channels=in_channels, patch_size=patch_size,
                          hidden_size=hidden_size, num_classes=num_classes, null_class=null_class,

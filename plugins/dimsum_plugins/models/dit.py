@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from dimsum_core.config.spec import NonNegativeInt, Positive, PositiveInt
 from dimsum_core.nn.backbone import PatchFlowModel
 from dimsum_plugins.blocks.dit import DiTBlock
 
@@ -11,9 +12,10 @@ from dimsum_plugins.blocks.dit import DiTBlock
 class DiT(PatchFlowModel):
     """DiT: a stack of adaLN-Zero transformer blocks (frozen sin-cos positions, plain GELU MLP)."""
 
-    def __init__(self, *, input_size: int = 32, in_channels: int = 4, patch_size: int = 2,
-                 hidden_size: int = 1152, depth: int = 28, num_heads: int = 16, mlp_ratio: float = 4.0,
-                 gated_mlp: bool = False, num_classes: int = 1000, null_class: bool | None = None,
+    def __init__(self, *, input_size: PositiveInt = 32, in_channels: PositiveInt = 4, patch_size: PositiveInt = 2,
+                 hidden_size: PositiveInt = 1152, depth: PositiveInt = 28, num_heads: PositiveInt = 16,
+                 mlp_ratio: Positive = 4.0, gated_mlp: bool = False, num_classes: NonNegativeInt = 1000,
+                 null_class: bool | None = None,
                  learnable_pos_embed: bool = False):
         super().__init__(input_size=input_size, in_channels=in_channels, patch_size=patch_size,
                          hidden_size=hidden_size, num_classes=num_classes, null_class=null_class,
