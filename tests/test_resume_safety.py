@@ -274,3 +274,15 @@ def test_weight_files_get_the_mode_of_every_other_file(tmp_path, umask, mode):
     final = tmp_path / "checkpoints" / "0000002"
     modes = {p.name: p.stat().st_mode & 0o777 for p in final.iterdir()}
     assert modes == {name: mode for name in modes}, modes
+
+
+def test_a_read_only_out_dir_is_one_line(tmp_path, monkeypatch):
+    from dimsum_core.train import out_dir as out_dir_module
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(out_dir_module.Path, "open", read_only)
+    with pytest.raises(OutputError, match=r"out_dir .*run: cannot write there \(Read-only file system: use a place "
+                                          r"you can write to\)"):
+        trainer(tmp_path / "run", steps=2).run()

@@ -56,7 +56,7 @@ class ImageSource:
             files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not files:
                 raise DataError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-            return cls(path, files, len(files), resize)
+            return cls(path, files, len(files), resize)._scorable()
         if path.suffix.lower() != ".npz":
             raise DataError(f"{path}: expected a folder of images or an .npz with arr_0 (N, H, W, C) uint8")
         try:
@@ -67,7 +67,12 @@ class ImageSource:
             raise DataError(f"{path}: arr_0 must be uint8 (N, H, W, 1 or 3), got {dtype} {shape}")
         if resize is not None:
             raise DataError(f"{path}: resizing is for image folders; store the .npz at the size to score")
-        return cls(path, [], shape[0], None)
+        return cls(path, [], shape[0], None)._scorable()
+
+    def _scorable(self) -> ImageSource:
+        if self.count < 2:
+            raise DataError(f"{self.path}: holds {self.count} image(s); scoring needs at least 2 (a covariance)")
+        return self
 
     def content_key(self) -> str:
         """A hash of what the images are: names, sizes and modification times (not the pixels)."""

@@ -54,10 +54,10 @@ def check_train(recipe: dict[str, Any]) -> list[str]:
         if len(data) < cfg.global_batch_size:
             problems.append(f"data: {len(data)} items are fewer than one global batch "
                             f"(train.global_batch_size={cfg.global_batch_size}); lower it or add data")
-    has_vae = recipe.get("vae") is not None
+    has_vae = recipe.get("vae") is not None  # what the model sees of pixel data then needs the VAE loaded
+    seen = (data.channels, data.resolution) if data is not None and not has_vae else None
     try:
-        check_fit(model, data, cfg.label_dropout, None if has_vae else
-                  (data.channels, data.resolution) if data is not None else None, has_vae)
+        check_fit(model, data, cfg.label_dropout, seen, has_vae)
     except RecipeError as exc:
         problems.append(str(exc))
     return problems
