@@ -25,7 +25,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from dimsum_core.errors import CheckpointError
+from dimsum_core.errors import CheckpointError, DimsumError
 from dimsum_core.interfaces.model import FlowModel
 
 MODEL_JSON = "model.json"
@@ -124,7 +124,7 @@ def read_weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
         raise CheckpointError(f"{path}: missing")
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 - not a dict
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({exc})") from None
 
@@ -166,7 +166,6 @@ def load_state_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], s
 def build_checkpoint_model(directory: Path, weights: Path) -> FlowModel:
     """The model ``model.json`` describes, checked against the weights file's header on the meta device
     first: a crafted or foreign ``model.json`` gets one line instead of a huge allocation."""
-    from dimsum_core.errors import DimsumError
     from dimsum_core.models import create_model
 
     config = read_model_config(directory)
