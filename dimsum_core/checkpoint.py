@@ -99,7 +99,8 @@ def read_model_config(directory: Path) -> dict[str, Any]:
                               f"(convert an official .pt with `dimsum convert-official {directory} --out DIR`)")
     path = directory / MODEL_JSON
     if not path.is_file():
-        raise CheckpointError(f"{directory}: not a dimsum checkpoint (no {MODEL_JSON})")
+        raise CheckpointError(f"{directory}: not a dimsum checkpoint (no {MODEL_JSON}); give a checkpoint "
+                              f"directory (OUT_DIR/{CHECKPOINTS}/NNNNNNN) or a run's OUT_DIR for its newest")
     try:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -168,6 +169,7 @@ def build_checkpoint_model(directory: Path, weights: Path) -> FlowModel:
     first: a crafted or foreign ``model.json`` gets one line instead of a huge allocation."""
     from dimsum_core.models import create_model
 
+    directory = resolve_checkpoint(directory)
     config = read_model_config(directory)
     name = config.pop("name")
     where = directory / MODEL_JSON
@@ -184,6 +186,7 @@ def build_checkpoint_model(directory: Path, weights: Path) -> FlowModel:
 
 
 def load_model_from_checkpoint(directory: Path, *, ema: bool = True, device: str = "cpu") -> FlowModel:
+    directory = resolve_checkpoint(directory)
     weights = directory / EMA_WEIGHTS if ema and (directory / EMA_WEIGHTS).is_file() else directory / MODEL_WEIGHTS
     model = build_checkpoint_model(directory, weights)
     load_state_checked(model, read_weights(weights), str(weights))
@@ -269,6 +272,27 @@ def set_aside(directory: Path, why: str) -> Path:
         target = directory.with_name(f"{directory.name}.{why}-{n}")
     directory.rename(target)
     return target
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """``path`` itself when it holds a checkpoint; for a run's ``out_dir`` or its ``checkpoints/`` folder,
+    the newest complete checkpoint in it (what ``resume: auto`` would continue from)."""
+    path = Path(path).expanduser()
+    if (path / MODEL_JSON).is_file():
+        return path
+    run = path.parent if path.name == CHECKPOINTS else path
+    if (run / CHECKPOINTS).is_dir():
+        newest = newest_checkpoint(run)
+        if newest is None:
+            raise CheckpointError(f"{path}: the run has no complete checkpoint yet (training writes one every "
+                                  f"checkpoint.every steps and at the end)")
+        return newest
+    if not path.exists() and path.parent.name == CHECKPOINTS:
+        newest = newest_checkpoint(path.parent.parent)
+        if newest is not None:
+            raise CheckpointError(f"{path}: no such checkpoint; the newest is {newest} (the run folder "
+                                  f"{path.parent.parent} also opens it)")
+    return path
 
 
 def prune_checkpoints(out_dir: Path, keep_last: int) -> list[Path]:

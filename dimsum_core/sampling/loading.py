@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import yaml
 
-from dimsum_core.checkpoint import EMA_WEIGHTS, MODEL_WEIGHTS, RECIPE
+from dimsum_core.checkpoint import EMA_WEIGHTS, MODEL_WEIGHTS, RECIPE, resolve_checkpoint
 from dimsum_core.config.build import split_node
 from dimsum_core.config.load import parse_yaml
 from dimsum_core.errors import CheckpointError, DimsumError
@@ -84,8 +84,9 @@ def latent_origin(directory: Path, model: FlowModel) -> LatentOrigin:
 
 def open_checkpoint(path: str | Path, *, ema: bool = True, device: torch.device | str = "cpu",
                     vae: str | None = None) -> LoadedCheckpoint:
-    """Load for sampling; a latent model needs ``vae`` (a local diffusers AutoencoderKL directory)."""
-    path = Path(path).expanduser()
+    """Load for sampling; a latent model needs ``vae`` (a local diffusers AutoencoderKL directory).
+    A run's ``out_dir`` opens its newest checkpoint."""
+    path = resolve_checkpoint(path)
     model = load_model(path, ema=ema, device=str(device))
     weights = path / EMA_WEIGHTS if ema and (path / EMA_WEIGHTS).is_file() else path / MODEL_WEIGHTS
     origin = latent_origin(path, model)
