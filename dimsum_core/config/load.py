@@ -29,6 +29,22 @@ class Recipe:
         return OmegaConf.to_container(self.cfg, resolve=True)  # type: ignore[return-value]
 
 
+def bundled_recipes() -> list[str]:
+    """Names of the bundled recipes ``dimsum run NAME`` takes: the files that name a ``job:`` (shared
+    bases such as ``study/base`` and settings files such as ``study/classifier`` do not)."""
+    if not RECIPE_DIR.is_dir():
+        return []
+    names = []
+    for path in sorted(RECIPE_DIR.rglob("*.yaml")):
+        try:
+            data = parse_yaml(path.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and "job" in data:
+            names.append(str(path.relative_to(RECIPE_DIR).with_suffix("")))
+    return names
+
+
 def find_recipe(ref: str) -> Path:
     path = Path(ref)
     if path.is_file():
@@ -36,8 +52,7 @@ def find_recipe(ref: str) -> Path:
     for candidate in (RECIPE_DIR / ref, RECIPE_DIR / f"{ref}.yaml"):
         if candidate.is_file():
             return candidate
-    known = sorted(str(p.relative_to(RECIPE_DIR).with_suffix("")) for p in RECIPE_DIR.rglob("*.yaml")) \
-        if RECIPE_DIR.is_dir() else []
+    known = bundled_recipes()
     from dimsum_core.registry import closest
 
     hint = closest(ref, known)
