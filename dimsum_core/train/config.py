@@ -81,8 +81,9 @@ class LogConfig:
     sample_n: NonNegativeInt = 16
     sampler: SamplerNode = field(default_factory=lambda: {"name": "euler", "steps": 50})
     cfg_scale: float = 1.0
-    #: write TensorBoard events when the tensorboard package is installed
-    tensorboard: bool = True
+    #: TensorBoard events: auto = when the tensorboard package is installed (silently skipped otherwise);
+    #: true = also say when it is missing; false = never
+    tensorboard: bool | Literal["auto"] = "auto"
 
 
 T = TypeVar("T")

@@ -1,5 +1,5 @@
 """Training metrics: one JSON object per line in ``metrics.jsonl``, mirrored to TensorBoard when the
-``tensorboard`` package is installed and asked for."""
+``tensorboard`` package is installed and asked for (``"auto"``: whenever it is installed)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class MetricsLog:
     """``resume_step``: the step a resumed run continues from. Records after it describe steps the run is
     about to redo (bitwise the same), so they are dropped and every step is logged once."""
 
-    def __init__(self, out_dir: Path, tensorboard: bool, resume_step: int | None = None):
+    def __init__(self, out_dir: Path, tensorboard: bool | str, resume_step: int | None = None):
         self.path = Path(out_dir) / METRICS_FILE
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,7 +41,8 @@ class MetricsLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                self.tensorboard_missing = True
+                # only worth a notice when the recipe asked for it by name
+                self.tensorboard_missing = tensorboard is True
             else:
                 self._tb = SummaryWriter(str(Path(out_dir) / "tensorboard"), purge_step=resume_step)
 
