@@ -15,7 +15,7 @@ from dimsum_core.errors import DataError
 
 INSTALL_HINT = 'pip install -e ".[vae]"'
 FETCH_HINT = ("put a diffusers AutoencoderKL there (config.json + diffusion_pytorch_model.safetensors), "
-              "e.g. `huggingface-cli download stabilityai/sd-vae-ft-ema --local-dir DIR`")
+              "e.g. `hf download stabilityai/sd-vae-ft-ema --local-dir DIR` (huggingface-hub's CLI)")
 
 
 def autoencoder_class():  # noqa: ANN201 - diffusers type
