@@ -92,8 +92,11 @@ def draw(perms: list[torch.Tensor], layers: list[int], height: int, width: int, 
         ax.set_yticks([])
         ax.set_title(f"layer {layer}", fontsize=10)
     fig.suptitle(title, fontsize=11)
-    fig.text(0.5, 0.03, "green circle: first token   red square: last token   colour: visit order "
-             "(dark first)   dashes: jumps", ha="center", fontsize=8)
+    items = ["green circle: first token", "red square: last token", "colour: visit order (dark first)",
+             "dashes: jumps"]
+    legend = fig.text(0.5, 0.02, "   ".join(items), ha="center", va="bottom", fontsize=8)
+    if legend.get_window_extent(fig.canvas.get_renderer()).width > 0.96 * fig.bbox.width:
+        legend.set_text("   ".join(items[:2]) + "\n" + "   ".join(items[2:]))  # one panel is too narrow
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
 
