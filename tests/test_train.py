@@ -183,3 +183,56 @@ def test_bundled_training_recipes_validate_and_start_with_the_launch_command(nam
     first = Path(recipe.path).read_text().splitlines()[0]
     assert first.startswith("# dimsum run") or first.startswith("# torchrun")
     assert name in first
+
+
+def test_a_log_file_gets_progress_lines_checkpoint_lines_and_labelled_losses(tmp_path):
+    """Not a terminal (a log file, CliRunner): plain lines every log.every steps and after each checkpoint."""
+    from click.testing import CliRunner
+
+    from dimsum_core.cli.main import cli
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"job: train\nout_dir: {tmp_path / 'run'}\nmodel: {MODEL}\ndata: {DATA}\n"
+                      "train: {steps: 4, global_batch_size: 8, num_workers: 0, device: cpu, label_dropout: 0.2}\n"
+                      "checkpoint: {every: 2}\nlog: {every: 2, sample_every: -1}\n")
+    result = CliRunner().invoke(cli, ["run", str(recipe)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    progress = [line for line in lines if line.startswith("train ")]
+    assert [line.split(":")[0] for line in progress] == ["train 2/4 (50%)", "train 4/4 (100%)"]
+    assert "(mean of 2 steps)" in progress[0] and "img/s" in progress[0] and "left" in progress[0]
+    saved = [line for line in lines if line.startswith("saved ")]
+    assert saved == [f"saved {tmp_path / 'run' / 'checkpoints' / name}" for name in ("0000002", "0000004")]
+    done = next(line for line in lines if line.startswith("done: "))
+    assert "(mean of the last logged interval)" in done
+
+
+def test_more_model_classes_than_data_classes_warns(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    trainer = make_trainer(tmp_path / "labelled", steps=1, every=1, model={**MODEL, "num_classes": 6})
+    trainer.console = Console(file=io.StringIO(), width=300)
+    trainer.run()
+    text = trainer.console.file.getvalue()
+    assert "model.num_classes=6 but the data has 4 classes: labels 4..5 are never trained" in text
+    assert "set model.num_classes=4" in text
+
+    trainer = make_trainer(tmp_path / "fits", steps=1, every=1)
+    trainer.console = Console(file=io.StringIO(), width=300)
+    trainer.run()
+    assert "never trained" not in trainer.console.file.getvalue()
+
+
+@pytest.mark.parametrize("setting, notice", [("auto", False), (True, True), (False, False)])
+def test_tensorboard_notice_only_when_asked_for_by_name(tmp_path, monkeypatch, setting, notice):
+    import sys
+
+    from dimsum_core.train.metrics import MetricsLog
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # not installed
+    log = MetricsLog(tmp_path, setting)
+    log.close()
+    assert log.tensorboard_missing is notice
+    assert LogConfig().tensorboard == "auto"

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import click
 import torch
+from rich.console import Console
 
 from dimsum_core.config.build import build
 from dimsum_core.config.load import load_recipe
 from dimsum_core.errors import DimsumError, RecipeError
+from dimsum_core.progress import TaskProgress
 from dimsum_core.sampling.generate import to_uint8
 from dimsum_core.sampling.outputs import check_output, write_grid, write_npz, write_pngs
 
@@ -28,7 +30,7 @@ def export_data(recipe: str, overrides: tuple[str, ...], n: int, out: Path, over
     \b
     Examples:
       dimsum export-data quickstart -n 2000 --out runs/quickstart_ref.npz
-      dimsum eval runs/quickstart/checkpoints/0000800 --ref runs/quickstart_ref.npz --extractor random-conv
+      dimsum eval runs/quickstart/checkpoints/0001000 --ref runs/quickstart_ref.npz -n 500 --extractor random-conv
     """
     if n < 1:
         raise DimsumError(f"-n must be positive, got {n}")
@@ -41,7 +43,11 @@ def export_data(recipe: str, overrides: tuple[str, ...], n: int, out: Path, over
                           f"from instead (or use it directly as --ref)")
     kind = check_output(out, overwrite)
     count = min(n, len(dataset))
-    items = [dataset[i] for i in range(count)]
+    items = []
+    with TaskProgress(Console(stderr=True), "export", count) as progress:
+        for i in range(count):
+            items.append(dataset[i])
+            progress.update(i + 1)
     images = to_uint8(torch.stack([x for x, _ in items]))  # (N, C, H, W) uint8
     labels = torch.tensor([y for _, y in items])
     if kind == "npz":

@@ -9,11 +9,11 @@ import click
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dimsum_core.data import latent_store
 from dimsum_core.data.image_files import find_images, load_image
 from dimsum_core.errors import DataError
+from dimsum_core.progress import TaskProgress
 
 
 def _source_id(root: Path, files: list[Path], labels: list[int], resolution: int, flips: int) -> str:
@@ -59,11 +59,8 @@ def prepare_latents(image_dir: str | Path, vae_dir: str | Path, out: str | Path,
         console.print(f"{out}: resuming at image {info.done} of {info.count}")
 
     n = len(found.files)
-    progress = Progress(TextColumn("[bold]encode"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        console=console)
-    with progress:
-        task = progress.add_task("encode", total=n, completed=info.done if info else 0)
-        start = info.done if info else 0
+    start = info.done if info else 0
+    with TaskProgress(console, "encode", n, completed=start) as progress:
         generator = torch.Generator(dev)
         while start < n:
             stop = min(start + batch_size, n)
@@ -85,7 +82,7 @@ def prepare_latents(image_dir: str | Path, vae_dir: str | Path, out: str | Path,
             latents.flush()
             info.done = stop
             latent_store.write_info(out, info)  # only after the rows are on disk
-            progress.update(task, completed=stop)
+            progress.update(stop)
             start = stop
     console.print(f"wrote {out}: {n} images x {flips} flip state(s), latents {tuple(info.shape)}, "
                   f"scaling factor {info.scaling_factor}")

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from dimsum_core.interfaces.feature import FeatureExtractor
+from dimsum_core.progress import TaskProgress
 
 
 @dataclass
@@ -47,9 +48,13 @@ class FeatureAccumulator:
         return ExtractedFeatures(features, logits)
 
 
-def extract(extractor: FeatureExtractor, batches: Iterable[torch.Tensor],
-            device: torch.device | str = "cpu") -> ExtractedFeatures:
+def extract(extractor: FeatureExtractor, batches: Iterable[torch.Tensor], device: torch.device | str = "cpu",
+            progress: TaskProgress | None = None) -> ExtractedFeatures:
     accumulator = FeatureAccumulator(extractor, device)
+    done = 0
     for images in batches:
         accumulator.add(images)
+        done += len(images)
+        if progress is not None:
+            progress.update(done)
     return accumulator.result()

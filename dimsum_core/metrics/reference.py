@@ -16,12 +16,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
 
 from dimsum_core.interfaces.feature import FeatureExtractor
 from dimsum_core.metrics.cache import cache_root
 from dimsum_core.metrics.features import extract
 from dimsum_core.metrics.frechet import FeatureStats, feature_stats
 from dimsum_core.metrics.image_sources import ImageSource
+from dimsum_core.progress import TaskProgress
 
 CACHE_FORMAT = 1
 
@@ -51,8 +53,8 @@ def reference_key(source: ImageSource, extractor_id: dict[str, Any]) -> str:
 
 def reference_features(source: ImageSource, extractor: FeatureExtractor, extractor_id: dict[str, Any], *,
                        batch_size: int = 64, device: torch.device | str = "cpu",
-                       cache_dir: Path | None = None) -> ReferenceFeatures:
-    """Features of every reference image, from the cache when the key matches."""
+                       cache_dir: Path | None = None, console: Console | None = None) -> ReferenceFeatures:
+    """Features of every reference image, from the cache when the key matches (progress on ``console``)."""
     key = reference_key(source, extractor_id)
     cache_dir = Path(cache_dir) if cache_dir is not None else cache_root() / "ref_stats"
     cache_file = cache_dir / f"{key[:32]}.npz"
@@ -60,7 +62,9 @@ def reference_features(source: ImageSource, extractor: FeatureExtractor, extract
         with np.load(cache_file) as cached:
             stats = FeatureStats(cached["mu"], cached["sigma"], int(cached["count"]))
             return ReferenceFeatures(source, cached["features"], stats, key, stats_hash(stats), True, cache_file)
-    features = extract(extractor, source.batches(batch_size), device).features
+    with TaskProgress(console or Console(stderr=True), "reference features", source.count,
+                      enabled=console is not None) as progress:
+        features = extract(extractor, source.batches(batch_size), device, progress).features
     stats = feature_stats(features)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache_file.with_name(f".{cache_file.stem}.tmp-{os.getpid()}.npz")

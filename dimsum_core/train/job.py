@@ -78,7 +78,8 @@ def train(ctx: RunContext, /, *, out_dir: str, model: ModelNode, data: DatasetNo
                       log=as_config(LogConfig, log, "log"), recipe_yaml=ctx.recipe.to_yaml(), console=ctx.console)
     result = trainer.run()
     if result.trained:  # a finished run said so in one line already
-        ctx.console.print(f"done: step {result.step}, loss {result.loss:.4f}, checkpoint {result.checkpoint}")
+        ctx.console.print(f"done: step {result.step}, loss {result.loss:.4f} (mean of the last logged interval), "
+                          f"checkpoint {result.checkpoint}", soft_wrap=True)
     return result
 
 

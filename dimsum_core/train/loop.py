@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from safetensors import SafetensorError
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -30,6 +29,7 @@ from dimsum_core.interfaces.dataset import ImageDataset
 from dimsum_core.interfaces.model import FlowModel
 from dimsum_core.interfaces.objective import Objective
 from dimsum_core.models import create_model
+from dimsum_core.progress import TaskProgress
 from dimsum_core.train import distributed as dist_utils
 from dimsum_core.train.batches import GlobalBatchSampler, slot_seeds
 from dimsum_core.train.config import CheckpointConfig, LogConfig, TrainConfig, as_config
@@ -269,6 +269,13 @@ class Trainer:
         torch.manual_seed(self.seed)  # identical initial weights on every rank
         model = create_model(self.model_node).to(device)
         check_fit(model, data, self.cfg.label_dropout, self._model_input(data), self.vae is not None)
+        if model.num_classes > max(data.num_classes, 1):
+            used = max(data.num_classes, 1)
+            has = f"{data.num_classes} classes" if data.num_classes else "no class labels (every image is class 0)"
+            fix = (f"model.num_classes={data.num_classes}" if data.num_classes
+                   else "model.num_classes=0 train.label_dropout=0 (unconditional)")
+            say(f"[yellow]warning: model.num_classes={model.num_classes} but the data has {has}: labels "
+                f"{used}..{model.num_classes - 1} are never trained and sample as noise; set {fix}")
         frozen = find_unused_parameters(model, device)
         for name, p in model.named_parameters():
             if name in frozen:
@@ -336,12 +343,12 @@ class Trainer:
         self._reference_loss: float | None = None
         stop = held.enter_context(StopRequest())
         interval_loss, interval_steps, interval_time, last_loss = 0.0, 0, 0.0, math.nan
-        progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} img/s"),
-                            TimeRemainingColumn(), console=self.console, disable=not info.is_main)
+        # a log file gets a plain line every log.every steps instead of the terminal's bar
+        progress = TaskProgress(self.console, "train", cfg.steps, completed=step, line_every_s=None,
+                                enabled=info.is_main)
+        speed = 0.0
         try:
             with progress:
-                task = progress.add_task("train", total=cfg.steps, completed=step, loss="-", speed="-")
                 model.train()
                 while step < cfg.steps:
                     started = time.perf_counter()
@@ -361,11 +368,11 @@ class Trainer:
                     step += 1
                     interval_loss += loss
                     interval_steps += 1
-                    progress.update(task, completed=step, loss=f"{loss:.4f}")
+                    progress.update(step, f"step loss {loss:.4f}" + (f", {speed:.1f} img/s" if speed > 0 else ""))
                     if step % self.log_cfg.every == 0 or step == cfg.steps:
                         speed = interval_steps * cfg.global_batch_size / max(interval_time, 1e-9)
                         last_loss = interval_loss / interval_steps
-                        progress.update(task, speed=f"{speed:.1f}")
+                        progress.line(f"loss {last_loss:.4f} (mean of {interval_steps} steps), {speed:.1f} img/s")
                         if metrics is not None:
                             metrics.write(step, {"loss": last_loss, "grad_norm": grad_norm, "lr": lr,
                                                  "img_per_s": speed, "epoch": sampler.epoch_of(step - 1)})
@@ -373,6 +380,7 @@ class Trainer:
                     if step % self.ckpt_cfg.every == 0 or step == cfg.steps:
                         last_saved = self._save(info, model, ema, optimizer, sampler, step, frozen, objective,
                                                 autocast, last_saved)
+                        progress.print(f"saved {last_saved}")
                     every = self.log_cfg.sample_every
                     if grid is not None and (step == cfg.steps and every >= 0 or every > 0 and step % every == 0):
                         path = grid(ema, self.out_dir / "samples" / f"{ckpt.checkpoint_name(step)}.png")
