@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -50,7 +52,10 @@ def test_eval_a_checkpoint_writes_a_complete_result(conv_ckpt, ref_folder, tmp_p
     assert record["checkpoint"]["weights_file"] == EMA_WEIGHTS and len(record["checkpoint"]["sha256"]) == 64
     assert record["sampling"]["sampler"] == {"name": "euler", "steps": 6}
     assert record["sampling"]["mean_nfe"] == 6 and record["sampling"]["guidance_scale"] == 1.5
-    assert record["sampling"]["precision"] == "tf32"
+    assert record["sampling"]["precision"] == "fp32"  # --precision tf32 (the default) is float32 on a CPU
+    assert "sample 48/48 (100%)" in result.output  # progress as a plain line when not on a terminal
+    # the console table names the extractor, as the JSON does, and does not pass the score off as a FID
+    assert "metrics, extractor random-conv" in result.output and "not a FID" in result.output
     assert record["samples"]["count"] == 48
     assert record["reference"]["count"] == 64 and len(record["reference"]["stats_sha256"]) == 64
     assert record["reference"]["from_cache"] is False
@@ -96,9 +101,25 @@ def test_eval_user_errors(conv_ckpt, ref_folder, tmp_path):
     assert result.exit_code == 2 and "--overwrite" in result.output
 
 
+def test_default_extractor_without_torch_fidelity_says_so_first(conv_ckpt, ref_folder, tmp_path, monkeypatch):
+    """A CPU install has no torch-fidelity: say that (not "download the weights"), before sampling."""
+    monkeypatch.setenv("DIMSUM_CACHE", str(tmp_path))
+    monkeypatch.delenv("DIMSUM_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # import fails, as on a CPU install
+    monkeypatch.setitem(sys.modules, "torch_fidelity.feature_extractor_inceptionv3", None)
+    result = invoke("eval", conv_ckpt, "--ref", ref_folder, "-n", 8, *FAST)
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "needs torch-fidelity" in result.output and "--extractor random-conv" in result.output
+    assert "sample" not in result.output.split("error:")[0]  # nothing was sampled first
+
+
 def test_missing_inception_weights_is_a_one_line_error(conv_ckpt, ref_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("DIMSUM_CACHE", str(tmp_path))
     monkeypatch.delenv("DIMSUM_INCEPTION_WEIGHTS", raising=False)
+    fidelity = types.ModuleType("torch_fidelity.feature_extractor_inceptionv3")
+    fidelity.FeatureExtractorInceptionV3 = object
+    monkeypatch.setitem(sys.modules, "torch_fidelity", types.ModuleType("torch_fidelity"))
+    monkeypatch.setitem(sys.modules, "torch_fidelity.feature_extractor_inceptionv3", fidelity)
     result = invoke("eval", "--samples", ref_folder, "--ref", ref_folder, "--device", "cpu")
     assert result.exit_code == 2
     assert "weights-inception-2015-12-05-6726825d.pth" in result.output

@@ -19,6 +19,7 @@ from dimsum_core.cli.main import cli
 from dimsum_core.models import create_model
 from dimsum_core.sampling.fixed_step import EulerSampler
 from dimsum_core.sampling.generate import generate, merge_batches, rank_indices
+from dimsum_core.sampling.outputs import grid_columns
 
 FAST = ["--sampler", "euler", "--steps", "4", "--device", "cpu"]
 
@@ -35,9 +36,10 @@ def invoke(*args: str):
 
 
 def test_grid_npz_and_folder_outputs(conv_ckpt, tmp_path):
-    result = invoke("sample", conv_ckpt, "--n", 6, "--out", tmp_path / "grid.png", *FAST)
+    result = invoke("sample", conv_ckpt, "--n", 6, "--out", tmp_path / "grid.png", "--upscale", 1, *FAST)
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "grid.png").size == (3 * 10 + 2, 2 * 10 + 2)  # 3 x 2 grid of 8 px + 2 px pads
+    assert "sample 6/6 (100%)" in result.output  # progress, as a plain line when not on a terminal
 
     result = invoke("sample", conv_ckpt, "--n", 5, "--class", 1, "--class", 0, "--out", tmp_path / "s.npz", *FAST)
     assert result.exit_code == 0, result.output
@@ -49,6 +51,59 @@ def test_grid_npz_and_folder_outputs(conv_ckpt, tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "pngs").iterdir()) == ["000000.png", "000001.png", "000002.png"]
     assert np.asarray(Image.open(tmp_path / "pngs" / "000000.png")).shape == (8, 8, 3)
+
+
+@pytest.mark.parametrize("n, classes, columns", [(8, 0, 4), (7, 0, 7), (16, 0, 4), (32, 0, 8), (1, 0, 1),
+                                                  (32, 4, 4), (6, 3, 3), (2, 3, 2)])
+def test_grid_columns_are_classes_or_a_divisor(n, classes, columns):
+    assert grid_columns(n, classes) == columns
+
+
+def test_grids_have_one_class_per_column_and_no_empty_cells(conv_ckpt, tmp_path):
+    """Labels cycle through the --class values, so one column per value keeps each column one class."""
+    out = tmp_path / "g.png"
+    assert invoke("sample", conv_ckpt, "-n", 8, "--class", 0, "--class", 1, "--upscale", 1, "--out", out,
+                  *FAST).exit_code == 0
+    assert Image.open(out).size == (2 * 10 + 2, 4 * 10 + 2)
+    assert invoke("sample", conv_ckpt, "-n", 8, "--upscale", 1, "--out", tmp_path / "h.png", *FAST).exit_code == 0
+    assert Image.open(tmp_path / "h.png").size == (4 * 10 + 2, 2 * 10 + 2)
+
+
+def test_png_grids_enlarge_tiny_tiles_while_npz_and_folders_stay_exact(conv_ckpt, tmp_path):
+    assert invoke("sample", conv_ckpt, "-n", 4, "--out", tmp_path / "g.png", *FAST).exit_code == 0
+    grid = np.asarray(Image.open(tmp_path / "g.png"))
+    assert grid.shape == (2 * 66 + 2, 2 * 66 + 2, 3)  # 8 px tiles x 8 = 64 px, 2 px pads
+    assert invoke("sample", conv_ckpt, "-n", 4, "--out", tmp_path / "s.npz", *FAST).exit_code == 0
+    with np.load(tmp_path / "s.npz") as data:
+        tiles = data["arr_0"]
+    assert tiles.shape == (4, 8, 8, 3)
+    # nearest-neighbour: each pixel becomes an 8 x 8 block of itself
+    assert np.array_equal(grid[2:66, 2:66], tiles[0].repeat(8, axis=0).repeat(8, axis=1))
+    assert invoke("sample", conv_ckpt, "-n", 1, "--out", tmp_path / "pngs", *FAST).exit_code == 0
+    assert np.asarray(Image.open(tmp_path / "pngs" / "000000.png")).shape == (8, 8, 3)
+
+
+def test_a_run_folder_samples_its_newest_checkpoint(conv_ckpt, tmp_path):
+    run = tmp_path / "run"
+    for step in ("0000002", "0000004"):
+        shutil.copytree(conv_ckpt, run / "checkpoints" / step)
+        torch.save({"step": int(step)}, run / "checkpoints" / step / "train_state.pt")
+    result = invoke("sample", run, "-n", 2, "--out", tmp_path / "g.png", *FAST)
+    assert result.exit_code == 0, result.output
+    assert f"checkpoint: {run / 'checkpoints' / '0000004'}" in result.output
+    assert invoke("sample", run / "checkpoints", "-n", 2, "--out", tmp_path / "h.png", *FAST).exit_code == 0
+    latest = invoke("sample", run / "checkpoints" / "latest", "--out", tmp_path / "i.png", *FAST)
+    assert latest.exit_code == 2 and f"the newest is {run / 'checkpoints' / '0000004'}" in latest.output
+    (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
+    empty = invoke("sample", tmp_path / "empty", "--out", tmp_path / "j.png", *FAST)
+    assert empty.exit_code == 2 and "no complete checkpoint yet" in empty.output
+    assert len(empty.output.strip().splitlines()) == 1
+
+
+def test_cuda_graph_without_cuda_says_so(conv_ckpt, tmp_path):
+    result = invoke("sample", conv_ckpt, "-n", 2, "--cuda-graph", "--out", tmp_path / "g.png", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "--cuda-graph needs a CUDA device; sampling on the cpu runs the plain forward" in result.output
 
 
 def test_results_do_not_depend_on_batch_size(conv_ckpt, tmp_path):

@@ -21,7 +21,8 @@ from dimsum_core.metrics.features import ExtractedFeatures, FeatureAccumulator, 
 from dimsum_core.metrics.image_sources import ImageSource
 from dimsum_core.metrics.reference import reference_features
 from dimsum_core.metrics.scores import METRICS, score
-from dimsum_core.sampling.generate import SamplingStats, gather_to_main
+from dimsum_core.progress import TaskProgress
+from dimsum_core.sampling.generate import SamplingStats, gather_to_main, rank_indices
 from dimsum_core.train.distributed import leave_together
 
 PRESETS = {"fid10k": 10_000, "fid50k": 50_000}
@@ -55,8 +56,11 @@ def _write_json(path: Path, result: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def metrics_table(metrics: dict[str, float]) -> Table:
-    table = Table(title="metrics")
+def metrics_table(metrics: dict[str, float], extractor: str) -> Table:
+    """The metrics under the names the result JSON uses, titled with the extractor they come from."""
+    title = f"metrics, extractor {extractor}"
+    caption = None if extractor == "inception" else "not Inception features: its fid is not a FID"
+    table = Table(title=title, caption=caption, min_width=max(len(title), len(caption or "")) + 2)
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
@@ -113,15 +117,17 @@ def eval_command(checkpoint: Path | None, ref: Path, samples: Path | None, n: in
     metrics = _metric_list(metric_text)
     reference = ImageSource.open(ref, ref_resize)
     extractor_id = {"name": extractor, **parse_options(extractor_opts)}
+    features_model = build("feature", extractor_id)  # before sampling: an extractor that cannot run says so now
     console = Console(stderr=True)
     result: dict[str, Any] = {}
 
     if samples is not None:
         device = _device(options["device"])
-        features_model = build("feature", extractor_id)
         source = ImageSource.open(samples)
         count = source.count if n is None else min(n, source.count)
-        generated = extract(features_model, _first(source.batches(options["batch_size"]), count), device)
+        with TaskProgress(console, "features", count) as progress:
+            generated = extract(features_model, _first(source.batches(options["batch_size"]), count), device,
+                                progress)
         result["samples"] = {"source": "path", "path": str(samples), "count": count}
         rank_main = True
     else:
@@ -129,19 +135,21 @@ def eval_command(checkpoint: Path | None, ref: Path, samples: Path | None, n: in
         info, run, batches = start(checkpoint, count, **options)
         with leave_together(info):
             device = info.device
-            features_model = build("feature", extractor_id)
             accumulator = FeatureAccumulator(features_model, device)
             stats = SamplingStats()
-            for batch in batches:
-                stats.add(batch)
-                accumulator.add(batch.images)
+            share = len(rank_indices(count, info.rank, info.world_size))
+            with TaskProgress(console, "sample", share, enabled=info.is_main) as progress:
+                for batch in batches:
+                    stats.add(batch)
+                    accumulator.add(batch.images)
+                    progress.update(stats.samples)
             parts = gather_to_main((accumulator.result(), stats), info.world_size)
         rank_main = info.is_main
         if rank_main:
             generated = _concat([p[0] for p in parts])
             total = SamplingStats.combined([p[1] for p in parts])
             console.print(report_table(run, total))
-            result["checkpoint"] = {"path": str(checkpoint), "weights_file": run.checkpoint.weights_file.name,
+            result["checkpoint"] = {"path": str(run.checkpoint.path), "weights_file": run.checkpoint.weights_file.name,
                                     "sha256": run.checkpoint.weights_sha256()}
             result["sampling"] = {**run.record(), "mean_nfe": total.mean_nfe,
                                   "nfe_convention": "a guided cond+null pair batched together counts once",
@@ -151,7 +159,8 @@ def eval_command(checkpoint: Path | None, ref: Path, samples: Path | None, n: in
         return
 
     ref_features = reference_features(reference, features_model, {**extractor_id, "resize": ref_resize},
-                                      batch_size=options["batch_size"], device=device, cache_dir=cache_dir)
+                                      batch_size=options["batch_size"], device=device, cache_dir=cache_dir,
+                                      console=console)
     values = score(generated, ref_features.features, metrics, reference_stats=ref_features.stats,
                    kid_subset_size=kid_subset_size)
     result["reference"] = {"path": str(ref), "count": ref_features.stats.count, "resize": ref_resize,
@@ -161,7 +170,7 @@ def eval_command(checkpoint: Path | None, ref: Path, samples: Path | None, n: in
     result["metrics"] = values
     result["versions"] = library_versions()
     result["note"] = NOTE
-    console.print(metrics_table(values))
+    console.print(metrics_table(values, extractor))
     if out is None:
         click.echo(json.dumps(result, indent=2))
     else:

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from dimsum_core.config.load import parse_yaml
 from dimsum_core.errors import DimsumError
+from dimsum_core.progress import TaskProgress
 from dimsum_core.sampling.generate import (
     GeneratedBatch,
     SamplingStats,
@@ -23,7 +24,7 @@ from dimsum_core.sampling.generate import (
     rank_indices,
 )
 from dimsum_core.sampling.loading import LoadedCheckpoint, open_checkpoint
-from dimsum_core.sampling.outputs import check_output, write_grid, write_npz, write_pngs
+from dimsum_core.sampling.outputs import check_output, grid_columns, write_grid, write_npz, write_pngs
 from dimsum_core.sampling.sampler_settings import resolve_sampler
 from dimsum_core.train.distributed import DistInfo, barrier, init_distributed, leave_together
 
@@ -116,10 +117,17 @@ def start(checkpoint: Path, n: int, *, sampler: str, steps: int | None, sampler_
         if not torch.cuda.is_available():
             raise DimsumError("--device cuda, but no CUDA device is available; use --device auto or cpu")
     info = init_distributed(device)
+    if cuda_graph and info.device.type != "cuda" and info.is_main:
+        click.echo(f"note: --cuda-graph needs a CUDA device; sampling on the {info.device.type} runs the plain "
+                   f"forward", err=True)
     loaded = open_checkpoint(checkpoint, ema=not no_ema, device=info.device, vae=vae)
+    if loaded.path != Path(checkpoint).expanduser() and info.is_main:
+        click.echo(f"checkpoint: {loaded.path}", err=True)
     node = {"name": sampler, **parse_options(sampler_opts)}
     built, settings = resolve_sampler(node, steps)
-    run = SamplingRun(loaded, settings, cfg_scale, guide_channels, list(classes), seed, precision)
+    # TF32 is a CUDA matmul mode: elsewhere the same command computes in plain float32, and says so
+    ran = "fp32" if precision == "tf32" and info.device.type != "cuda" else precision
+    run = SamplingRun(loaded, settings, cfg_scale, guide_channels, list(classes), seed, ran)
     batches = generate(loaded.model, built, rank_indices(n, info.rank, info.world_size), seed=seed,
                        batch_size=batch_size, cfg_scale=cfg_scale, guide_channels=guide_channels,
                        classes=list(classes), decode=loaded.decode, precision=precision,
@@ -150,12 +158,18 @@ def report_table(run: SamplingRun, stats: SamplingStats, extra: dict[str, str] |
 @click.option("-n", "--n", "--num-samples", "n", type=int, default=16, show_default=True,
               help="number of samples (under torchrun write -n or --num-samples: torchrun takes --n as its own)")
 @sampling_options
-@click.option("--nrow", type=int, help="images per grid row (default: square)")
+@click.option("--nrow", type=int,
+              help="images per grid row (default: one column per --class, else near-square without empty cells)")
+@click.option("--upscale", type=click.IntRange(min=1),
+              help="enlarge each tile of a .png grid this many times, nearest-neighbour (default: tiles under "
+                   "64 px up to at least 64 px; 1 keeps pixels exact; .npz and folders are always exact)")
 @click.option("--overwrite", is_flag=True, help="replace an existing --out")
 @click.option("--report", is_flag=True, help="print mean NFE and seconds per image")
-def sample(checkpoint: Path, out: Path, n: int, nrow: int | None, overwrite: bool, report: bool,
-           **options: Any) -> None:
+def sample(checkpoint: Path, out: Path, n: int, nrow: int | None, upscale: int | None, overwrite: bool,
+           report: bool, **options: Any) -> None:
     """Sample N images from CHECKPOINT (EMA weights by default; official sampler dopri5).
+
+    CHECKPOINT is a checkpoint directory, or a training run's out_dir for its newest checkpoint.
 
     Sample i depends only on --seed and i, so batch size and rank count do not change it.
     Under torchrun ranks split the indices; rank 0 gathers for a grid or .npz. Latent models
@@ -163,23 +177,28 @@ def sample(checkpoint: Path, out: Path, n: int, nrow: int | None, overwrite: boo
 
     \b
     Examples:
+      dimsum sample runs/quickstart --n 32 --class 0 --class 1 --class 2 --class 3 --out grid.png
       dimsum sample runs/celeba/checkpoints/0100000 --n 64 --out grid.png
       dimsum sample ckpt --n 16 --class 207 --class 360 --cfg 4.0 --vae vae/ --out dogs.png
       dimsum sample ckpt --sampler euler --steps 50 --n 1000 --out samples/ --report
       torchrun --nproc_per_node 8 -m dimsum_core.cli.main sample ckpt -n 50000 --cfg 1.4 --out s.npz
     """
     kind = check_output(out, overwrite)
+    console = Console(stderr=True)
     info, run, batches = start(checkpoint, n, **options)
     with leave_together(info):
         barrier(info)  # every rank checked --out before any writes
         stats = SamplingStats()
         kept: list[GeneratedBatch] = []
-        for batch in batches:
-            stats.add(batch)
-            if kind == "folder":
-                write_pngs(out, batch.indices, batch.images)
-            else:
-                kept.append(batch)
+        share = len(rank_indices(n, info.rank, info.world_size))
+        with TaskProgress(console, "sample", share, enabled=info.is_main) as progress:
+            for batch in batches:
+                stats.add(batch)
+                if kind == "folder":
+                    write_pngs(out, batch.indices, batch.images)
+                else:
+                    kept.append(batch)
+                progress.update(stats.samples)
         all_stats = gather_to_main(stats, info.world_size)
         all_batches = gather_to_main(kept, info.world_size) if kind != "folder" else None
         if not info.is_main:
@@ -187,11 +206,10 @@ def sample(checkpoint: Path, out: Path, n: int, nrow: int | None, overwrite: boo
         if all_batches is not None:
             _, images, labels = merge_batches([b for part in all_batches for b in part])
             if kind == "grid":
-                write_grid(out, images, nrow)
+                write_grid(out, images, nrow or grid_columns(len(images), len(run.classes)), upscale)
             else:
                 write_npz(out, images, labels)
         total = SamplingStats.combined(all_stats)
-        console = Console(stderr=True)
         if report:
             console.print(report_table(run, total, {"output": f"{out} ({kind})"}))
         console.print(f"wrote {total.samples} samples to {out}")

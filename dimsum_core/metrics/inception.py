@@ -37,18 +37,21 @@ class TorchFidelityInception(FeatureExtractor):
 
     def __init__(self, *, weights: str | None = None):
         super().__init__()
-        path = weights_path(weights)
-        if not path.is_file():
-            raise DimsumError(f"Inception weights not found at {path}: download {WEIGHTS_URL} and save it "
-                              f"there as {WEIGHTS_FILE} (or point --extractor-opt weights=FILE or "
-                              f"${WEIGHTS_ENV} at it)")
+        # the package first: a CPU install cannot have it (no CPU torchvision for this torch), and
+        # downloading the weights would not help there
         try:
             from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
         except Exception as exc:  # missing, or torchvision built for another torch
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DimsumError(f"the inception extractor needs torch-fidelity, which does not import here "
-                              f"({reason}); install `pip install -e \".[fid]\"` with a torchvision that "
-                              f"matches your torch, or use --extractor random-conv for a quick look") from None
+            raise DimsumError(f"the inception extractor (the default) needs torch-fidelity, which does not import "
+                              f"here ({reason}); on a CPU install use --extractor random-conv (a stand-in: not a "
+                              f"FID), or on a GPU host `pip install -e \".[fid]\"` with a torchvision that "
+                              f"matches your torch") from None
+        path = weights_path(weights)
+        if not path.is_file():
+            raise DimsumError(f"Inception weights not found at {path}: download {WEIGHTS_URL} and save it "
+                              f"there as {WEIGHTS_FILE} (or point --extractor-opt weights=FILE or "
+                              f"${WEIGHTS_ENV} at it), or use --extractor random-conv (a stand-in: not a FID)")
         self.weights = str(path)
         self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
                                                feature_extractor_weights_path=str(path))

@@ -18,6 +18,8 @@ from PIL import Image
 from dimsum_core.errors import DimsumError
 
 OutputKind = Literal["grid", "folder", "npz"]
+#: PNG grids enlarge smaller tiles (nearest-neighbour, by a whole factor) to at least this side in pixels
+MIN_TILE = 64
 
 
 def output_kind(path: Path) -> OutputKind:
@@ -51,10 +53,24 @@ def _hwc(image: torch.Tensor) -> np.ndarray:
     return array[..., 0] if array.shape[-1] == 1 else array
 
 
+def grid_columns(n: int, classes: int = 0) -> int:
+    """Columns for ``n`` images: one per class when labels cycle through ``classes`` (so each column is
+    one class), else the smallest divisor of ``n`` from sqrt(n) up (a near-square grid without empty cells)."""
+    if classes > 0:
+        return min(classes, n)
+    return next(c for c in range(math.isqrt(max(n, 1) - 1) + 1, n + 1) if n % c == 0)
+
+
+def upscale_factor(side: int) -> int:
+    """The whole factor that brings a tile of ``side`` pixels to at least :data:`MIN_TILE` (1 if it is)."""
+    return max(1, math.ceil(MIN_TILE / side))
+
+
 def image_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> torch.Tensor:
-    """(N, C, H, W) uint8 -> one (C, H', W') uint8 grid with ``nrow`` images per row (default: square)."""
+    """(N, C, H, W) uint8 -> one (C, H', W') uint8 grid with ``nrow`` images per row (default:
+    :func:`grid_columns`)."""
     n, c, h, w = images.shape
-    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    nrow = nrow or grid_columns(n)
     rows = math.ceil(n / nrow)
     grid = torch.zeros(c, rows * (h + padding) + padding, nrow * (w + padding) + padding, dtype=torch.uint8)
     for i in range(n):
@@ -63,15 +79,18 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) 
     return grid
 
 
-def grid_picture(images: torch.Tensor, nrow: int | None = None) -> Image.Image:
-    """(N, C, H, W) uint8 -> a PIL image of the grid."""
-    return Image.fromarray(_hwc(image_grid(images.cpu(), nrow)))
+def grid_picture(images: torch.Tensor, nrow: int | None = None, upscale: int | None = None) -> Image.Image:
+    """(N, C, H, W) uint8 -> a PIL image of the grid, each tile enlarged ``upscale`` times by repeating
+    pixels (default: :func:`upscale_factor`, so tiny images stay visible; 1 keeps them as they are)."""
+    factor = upscale or upscale_factor(max(images.shape[-2:]))
+    tiles = images.cpu().repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+    return Image.fromarray(_hwc(image_grid(tiles, nrow)))
 
 
-def write_grid(path: Path, images: torch.Tensor, nrow: int | None = None) -> None:
+def write_grid(path: Path, images: torch.Tensor, nrow: int | None = None, upscale: int | None = None) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    grid_picture(images, nrow).save(tmp)
+    grid_picture(images, nrow, upscale).save(tmp)
     os.replace(tmp, path)
 
 

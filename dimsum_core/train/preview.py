@@ -11,7 +11,7 @@ from dimsum_core.config.build import build
 from dimsum_core.interfaces.model import FlowModel
 from dimsum_core.sampling.generate import to_uint8
 from dimsum_core.sampling.guidance import GuidedVelocity
-from dimsum_core.sampling.outputs import grid_picture
+from dimsum_core.sampling.outputs import grid_columns, grid_picture
 
 
 class SampleGrid:
@@ -37,6 +37,6 @@ class SampleGrid:
         if self.decode is not None:
             x = self.decode(x)
         path.parent.mkdir(parents=True, exist_ok=True)
-        columns = model.num_classes if 1 < model.num_classes <= 16 else None
-        grid_picture(to_uint8(x), columns).save(path)
+        classes = model.num_classes if 1 < model.num_classes <= 16 else 0
+        grid_picture(to_uint8(x), grid_columns(len(x), classes)).save(path)
         return path
