@@ -20,6 +20,7 @@ def test_export_then_score_against_it(tmp_path: Path) -> None:
     ref = tmp_path / "ref.npz"
     result = runner.invoke(cli, ["export-data", str(recipe), "-n", "40", "--out", str(ref)])
     assert result.exit_code == 0, result.output
+    assert "export 40/40 (100%)" in result.output  # progress, as a plain line when not on a terminal
     data = np.load(ref)
     assert data["arr_0"].shape == (40, 16, 16, 3) and data["arr_0"].dtype == np.uint8
     assert set(data["arr_1"].tolist()) <= {0, 1, 2, 3}
@@ -39,3 +40,12 @@ def test_export_then_score_against_it(tmp_path: Path) -> None:
     # refuses to overwrite, one line
     again = runner.invoke(cli, ["export-data", str(recipe), "--out", str(ref)])
     assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_help_examples_name_what_the_quickstart_writes() -> None:
+    from dimsum_core.config import load_recipe
+
+    recipe = load_recipe("quickstart").to_dict()
+    final = f"{recipe['out_dir']}/checkpoints/{recipe['train']['steps']:07d}"
+    result = CliRunner().invoke(cli, ["export-data", "--help"])
+    assert final in result.output and "0000800" not in result.output

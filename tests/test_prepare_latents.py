@@ -109,6 +109,7 @@ def test_missing_vae_directory_says_what_to_put_where(tmp_path, images):
     assert result.exit_code == 2
     line = result.output.strip().splitlines()[-1]
     assert "no-vae: no such VAE directory" in line and "config.json" in line
+    assert "`hf download stabilityai/sd-vae-ft-ema --local-dir DIR`" in line  # huggingface-cli is gone
     assert not (tmp_path / "lat").exists()
 
 
@@ -136,4 +137,4 @@ def test_training_on_latents_and_on_pixels_through_the_vae(tmp_path, images, vae
         result = Trainer(out_dir=tmp_path / name, data=data, vae=str(vae_dir), **common).run()
         assert result.step == 2
         grid = Image.open(tmp_path / name / "samples" / "0000002.png")
-        assert grid.size == (2 * 18 + 2, 2 * 18 + 2)  # 4 decoded 16 px samples, 2 per row
+        assert grid.size == (2 * 66 + 2, 2 * 66 + 2)  # 4 decoded 16 px samples, 2 per row, shown at 64 px

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from dimsum_core.cli.main import cli
 from dimsum_core.config import load_recipe, validate_recipe
+from dimsum_core.config.load import bundled_recipes
 from dimsum_core.config.spec import ModelSpec
 from dimsum_core.errors import RecipeError
 from dimsum_core.plugin import hookimpl
@@ -125,6 +126,18 @@ def test_unreadable_recipes_are_one_line_errors(tmp_path: Path, text: str, overr
 def test_missing_recipe_file_suggests_bundled() -> None:
     with pytest.raises(RecipeError, match="no such recipe file"):
         load_recipe("definitely-not-a-recipe")
+
+
+def test_every_listed_bundled_recipe_validates_on_its_own() -> None:
+    """Shared bases and settings files are not offered as recipes; everything offered validates."""
+    names = bundled_recipes()
+    assert {"quickstart", "image_folder", "study/dimsum", "study/dit"} <= set(names)
+    assert "study/base" not in names and "study/classifier" not in names
+    for name in names:
+        assert validate_recipe(load_recipe(name)) == [], name
+    with pytest.raises(RecipeError, match="bundled recipes: ") as error:
+        load_recipe("zzzzzzzzzz")
+    assert "study/base" not in str(error.value) and "study/dimsum" in str(error.value)
 
 
 def test_run_logs_the_resolved_recipe_and_calls_the_job(tmp_path: Path) -> None:

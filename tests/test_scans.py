@@ -337,6 +337,21 @@ def test_show_scan_writes_one_panel_per_layer(tmp_path):
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 16)) > 20
 
 
+@pytest.mark.parametrize("layers", [["--layer", "1"], ["--layer", "0", "--layer", "1"]])
+def test_show_scan_legend_fits_the_figure(tmp_path, layers):
+    """The legend under the panels is not clipped at the image edges, even under a single panel."""
+    pytest.importorskip("matplotlib")
+    import numpy as np
+    from PIL import Image
+
+    out = tmp_path / "scan.png"
+    assert show_scan("window", "--grid", "8", *layers, "-o", str(out)).exit_code == 0
+    pixels = np.asarray(Image.open(out).convert("L"))
+    legend = pixels[-pixels.shape[0] // 10:]  # the strip under the panels
+    assert legend.min() < 128  # the legend is drawn ...
+    assert legend[:, :2].min() == 255 and legend[:, -2:].min() == 255  # ... and not cut by the edges
+
+
 def test_show_scan_takes_scan_arguments_and_rectangles(tmp_path):
     pytest.importorskip("matplotlib")
     from PIL import Image
