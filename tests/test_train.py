@@ -173,7 +173,7 @@ def test_slot_seeds_depend_on_seed_slot_and_step():
     assert slot_seeds(5, 1, 2, 7) == slot_seeds(5, 1, 2, 7)
 
 
-@pytest.mark.parametrize("name", ["quickstart", "dimsum_L2_imagenet", "dit_L2_imagenet", "dimsum_L2_celebahq256",
+@pytest.mark.parametrize("name", ["quickstart", "image_folder", "dimsum_L2_imagenet", "dit_L2_imagenet", "dimsum_L2_celebahq256",
                                   "dimsum_L2_celebahq512", "dimsum_L2_church256"])
 def test_bundled_training_recipes_validate_and_start_with_the_launch_command(name):
     from dimsum_core.config import load_recipe, validate_recipe
@@ -236,3 +236,13 @@ def test_tensorboard_notice_only_when_asked_for_by_name(tmp_path, monkeypatch, s
     log.close()
     assert log.tensorboard_missing is notice
     assert LogConfig().tensorboard == "auto"
+
+
+def test_sample_grids_of_an_unconditional_model_ignore_the_guidance_scale(tmp_path):
+    """log.cfg_scale is for class-conditional grids; an unconditional run must not fail at its first grid."""
+    trainer = make_trainer(tmp_path, steps=1, every=1, model={**MODEL, "num_classes": 0}, label_dropout=0.0)
+    trainer.data_node = {**DATA, "num_classes": 0}
+    trainer.log_cfg = LogConfig(every=1, sample_every=1, sample_n=2, cfg_scale=2.0, tensorboard=False,
+                                sampler={"name": "euler", "steps": 1})
+    assert trainer.run().step == 1
+    assert (tmp_path / "samples" / "0000001.png").is_file()

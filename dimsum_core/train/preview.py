@@ -31,7 +31,8 @@ class SampleGrid:
     def __call__(self, model: FlowModel, path: Path) -> Path:
         device = next(model.parameters()).device
         y = self.labels.to(device) if self.labels is not None else None
-        scale = self.cfg_scale if getattr(model, "has_null_class", False) else 1.0
+        # guidance needs labels and a null class; grids of other models are drawn unguided
+        scale = self.cfg_scale if self.labels is not None and getattr(model, "has_null_class", False) else 1.0
         velocity = GuidedVelocity(model, y, scale)
         x = self.sampler.sample(velocity, self.noise.to(device)).x
         if self.decode is not None:
