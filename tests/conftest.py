@@ -41,12 +41,18 @@ def no_tf32():  # noqa: ANN201
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
+def fixtures_or_skip(path: Path) -> Path:
+    """``path`` if it holds the official fixtures; else skip, saying what they are and that they are optional."""
+    if not (path / "A" / "state_dict.safetensors").is_file():
+        pytest.skip(f"optional: the official-parity tests compare with outputs of the official DiMSUM code, which "
+                    f"are not part of this repository and were not found at {path}; set DIMSUM_FIXTURES to a "
+                    f"copy to run them")
+    return path
+
+
 @pytest.fixture
 def official_fixtures() -> Path:
-    if not (FIXTURES / "A" / "state_dict.safetensors").is_file():
-        pytest.skip(f"official parity fixtures not found at {FIXTURES} (they live in the project's "
-                    f"shared folder beside the checkout; set DIMSUM_FIXTURES to point elsewhere)")
-    return FIXTURES
+    return fixtures_or_skip(FIXTURES)
 
 
 @pytest.fixture

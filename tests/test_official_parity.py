@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import fixtures_or_skip
 from numerics import rel_l2
 from safetensors.torch import load_file, save_file
 
@@ -100,3 +101,9 @@ def test_converter_errors_are_one_line(official_fixtures: Path, tmp_path: Path) 
     fails(tmp_path / "missing.pt", "no such file")
     with pytest.raises(CheckpointError, match="not a square grid"):
         infer_config({**sd, "pos_embed": torch.zeros(1, 250, 128)})
+
+
+def test_without_the_fixtures_the_skip_says_they_are_optional(tmp_path: Path) -> None:
+    with pytest.raises(pytest.skip.Exception, match="optional: the official-parity tests") as skipped:
+        fixtures_or_skip(tmp_path / "nowhere")
+    assert str(tmp_path / "nowhere") in str(skipped.value) and "DIMSUM_FIXTURES" in str(skipped.value)
