@@ -125,7 +125,7 @@ def start(checkpoint: Path, n: int, *, sampler: str, steps: int | None, sampler_
         click.echo(f"checkpoint: {loaded.path}", err=True)
     node = {"name": sampler, **parse_options(sampler_opts)}
     built, settings = resolve_sampler(node, steps)
-    # TF32 is a CUDA matmul mode: elsewhere the same command computes in plain float32, and says so
+    # TF32 is a CUDA matmul mode: elsewhere the run computes in plain float32, so results record fp32
     ran = "fp32" if precision == "tf32" and info.device.type != "cuda" else precision
     run = SamplingRun(loaded, settings, cfg_scale, guide_channels, list(classes), seed, ran)
     batches = generate(loaded.model, built, rank_indices(n, info.rank, info.world_size), seed=seed,
