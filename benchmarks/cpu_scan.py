@@ -4,9 +4,9 @@ Sizes are one DiM-S-like branch: batch 8, length 256, d_inner 384, d_state 16. T
 median (and min) of ``--repeats`` runs after a warm-up, with ``torch.set_num_threads(--threads)``.
 The target is a vectorised scan at most 0.1 s; a per-step loop with autograd is the baseline.
 
-OpenMP workers wait passively (dimsum's default ``OMP_WAIT_POLICY=PASSIVE`` unless already set): on a
-shared machine, libgomp's default spin-waiting makes every parallel op stall whenever another process
-holds a core (2-thread medians of seconds instead of ~0.1 s at load 2-4). The policy used is in the JSON.
+OpenMP workers wait passively (``OMP_WAIT_POLICY=PASSIVE`` unless already set): on a shared machine,
+libgomp's default spin-waiting makes every parallel op stall whenever another process holds a core
+(2-thread medians of seconds instead of ~0.1 s at load 2-4). The policy used is in the JSON.
 
     python benchmarks/cpu_scan.py                      # table + runs/benchmarks/cpu_scan.json
     python benchmarks/cpu_scan.py --out benchmarks/results/cpu_scan.json   # replace the committed result
@@ -23,13 +23,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import dimsum_core  # noqa: F401 - before torch: sets OMP_WAIT_POLICY=PASSIVE unless set
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads libgomp
 
-# isort: split
-import torch
+import torch  # noqa: E402
 
-from dimsum_core.ops.selective_scan import selective_scan, selective_scan_reference
-from dimsum_plugins.mixers import Mamba
+from dimsum_core.ops.selective_scan import selective_scan, selective_scan_reference  # noqa: E402
+from dimsum_plugins.mixers import Mamba  # noqa: E402
 
 BATCH, LENGTH, D_INNER, D_STATE = 8, 256, 384, 16
 TARGET_S = 0.1

@@ -3,11 +3,11 @@ wavelet subbands, trained with flow matching). Time convention: t = 0 noise, t =
 
 import os
 
-# Before torch loads OpenMP, for every command: idle OpenMP threads sleep instead of spinning. Spinning
-# threads steal the cores any other process (another run, a test suite, torchrun's other ranks) needs:
-# beside one other process the CPU quickstart ran 10-20x slower, and alone it gains nothing from spinning
-# (benchmarks/cpu_threads.py, docs/benchmarks.md). A value the user set is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Before torch loads: with several processes on one host (torchrun), idle OpenMP threads sleep rather
+# than spin. Spinning made CPU forward passes up to 20× slower when processes shared cores; a single
+# process keeps OpenMP's default, which ran the CPU quickstart ~25% faster than sleeping threads.
+if int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from dimsum_core.models import create_model, load_model  # noqa: E402
 from dimsum_core.plugin.manager import registry  # noqa: E402

@@ -7,13 +7,12 @@ import os
 import socket
 from pathlib import Path
 
-# dimsum before torch: it makes idle OpenMP threads sleep instead of spinning, without which a forward
-# pass took 7 s instead of 0.3 s whenever another process (the DDP tests' workers) shared the 2 CI cores.
-import dimsum_core  # noqa: F401
+# Idle OpenMP threads sleep instead of spinning: with spinning, a forward pass took 7 s instead of
+# 0.3 s whenever another process (the DDP tests' workers, a parallel job) shared the 2 CI cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-# isort: split
-import pytest
-import torch
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # Without CUDA, dimsum's Triton kernels run in Triton's interpreter (read when the kernels are defined).
 if not torch.cuda.is_available():

@@ -114,8 +114,9 @@ def _run_workers(args: argparse.Namespace, argv: list[str]) -> None:
     for stale in (args.out / RUNS).glob("*.claim"):  # left by a killed run; its run restarts
         stale.unlink()
     command = [sys.executable, "-m", "dimsum_core.study.driver", *argv, "--worker"]
-    # several processes share the cores: their idle OpenMP threads sleep (dimsum_core/__init__.py)
-    workers = [subprocess.Popen(command) for _ in range(args.jobs)]
+    # several processes share the cores: idle OpenMP threads sleep (see dimsum_core/__init__.py)
+    env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ}
+    workers = [subprocess.Popen(command, env=env) for _ in range(args.jobs)]
     failed = [i for i, w in enumerate(workers) if w.wait() != 0]
     if failed:
         raise DimsumError(f"study worker(s) {failed} failed (see their output above); rerun the same command "
