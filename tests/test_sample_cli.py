@@ -226,3 +226,13 @@ def test_cuda_samples_match_cpu_samples(conv_ckpt):
     assert (cpu.images.int() - gpu.images.int()).abs().max() <= 2
     bf16 = next(generate(gpu_model, sampler, range(6), seed=1, precision="bf16"))
     assert (cpu.images.float() - bf16.images.float()).abs().mean() < 8
+
+
+def test_cpu_sampling_makes_room_every_batch(conv_ckpt, monkeypatch):
+    from dimsum_core.models import load_model
+    from dimsum_core.sampling import generate as generate_module
+
+    calls = []
+    monkeypatch.setattr(generate_module, "make_room", lambda: calls.append(1))
+    list(generate(load_model(conv_ckpt), EulerSampler(steps=1), range(5), batch_size=2))
+    assert len(calls) == 3

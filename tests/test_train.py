@@ -246,3 +246,12 @@ def test_sample_grids_of_an_unconditional_model_ignore_the_guidance_scale(tmp_pa
                                 sampler={"name": "euler", "steps": 1})
     assert trainer.run().step == 1
     assert (tmp_path / "samples" / "0000001.png").is_file()
+
+
+def test_cpu_training_makes_room_every_step(tmp_path, monkeypatch):
+    from dimsum_core.train import loop
+
+    calls = []
+    monkeypatch.setattr(loop, "make_room", lambda: calls.append(1))
+    make_trainer(tmp_path, steps=3, every=3).run()
+    assert len(calls) == 3

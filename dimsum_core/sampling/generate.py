@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import torch
 
+from dimsum_core.cpu_threads import make_room
 from dimsum_core.errors import DimsumError
 from dimsum_core.interfaces.model import FlowModel
 from dimsum_core.interfaces.sampler import Sampler, VelocityFn
@@ -152,6 +153,8 @@ def generate(model: FlowModel, sampler: Sampler, indices: Sequence[int], *, seed
     forward = CudaGraphForward(model) if cuda_graph else model
     with precision_scope(precision), torch.no_grad():
         for start in range(0, len(indices), batch_size):
+            if device.type == "cpu":
+                make_room()  # threads follow the cores other processes leave free
             chunk = indices[start:start + batch_size]
             began = time.perf_counter()
             x0 = initial_noise(seed, chunk, shape).to(device)  # (N, C, H, W)

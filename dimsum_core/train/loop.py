@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from dimsum_core import checkpoint as ckpt
 from dimsum_core.config.build import build, plain
+from dimsum_core.cpu_threads import make_room
 from dimsum_core.errors import CheckpointError, DataError, DimsumError, RecipeError, os_problem
 from dimsum_core.interfaces.dataset import ImageDataset
 from dimsum_core.interfaces.model import FlowModel
@@ -351,6 +352,8 @@ class Trainer:
             with progress:
                 model.train()
                 while step < cfg.steps:
+                    if device.type == "cpu":
+                        make_room()  # threads follow the cores other processes leave free
                     started = time.perf_counter()
                     lr = cfg.lr_for(step, cfg.steps)
                     for group in optimizer.param_groups:
