@@ -1,9 +1,9 @@
 """Torch's CPU threads follow the cores that other processes leave free.
 
 Alone, PyTorch's defaults are fastest: one thread per core, OpenMP threads spinning while they wait
-(the CPU quickstart: 541 img/s on 2 cores; sleeping threads, ``OMP_WAIT_POLICY=PASSIVE``, 369). Beside
-another busy process the spinning threads fight it for the cores and both crawl (71 img/s beside a
-twin). So long CPU loops (training steps, sampling batches) call :func:`make_room`: every few seconds it
+(sleeping threads, ``OMP_WAIT_POLICY=PASSIVE``, cost the CPU quickstart up to a third). Beside another
+busy process the spinning threads fight it for the cores and both crawl (14 img/s each beside a twin,
+261 each when both follow the free cores). So long CPU loops (training steps, sampling batches) call :func:`make_room`: every few seconds it
 measures how much CPU the other processes took and sets torch's thread count to the cores they left,
 all of them on a quiet machine. Numbers: ``benchmarks/cpu_threads.py``, ``docs/benchmarks.md``.
 
