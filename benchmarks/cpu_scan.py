@@ -85,14 +85,18 @@ def time_it(fn: Callable[[], None], repeats: int, warmup: int = 2) -> dict[str, 
     return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats}
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     # the committed result is only replaced when asked for by name
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/cpu_scan.json"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--skip-reference", action="store_true", help="skip the slow float64 reference")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = arguments().parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
