@@ -10,6 +10,9 @@ from pathlib import Path
 # Idle OpenMP threads sleep instead of spinning: with spinning, a forward pass took 7 s instead of
 # 0.3 s whenever another process (the DDP tests' workers, a parallel job) shared the 2 CI cores.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# A fixed thread count: tests compare runs bitwise, which a count that follows the machine's load
+# (dimsum_core.cpu_threads.make_room, off when this is set) would make flaky.
+os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -62,3 +62,12 @@ def test_a_count_the_user_chose_is_kept(monkeypatch, threads):
     torch.set_num_threads(1)  # the program decided
     clock.run(6.0, own_cores=1.0, other_cores=0.0)
     assert share.adjust() == 1 and not share.enabled
+
+
+def test_a_study_names_the_cpu_the_same_whatever_threads_it_has_now(threads):
+    """The study compares its settings between invocations; make_room must not make them differ."""
+    from dimsum_core.study.driver import _device_name
+
+    name = _device_name(torch.device("cpu"))
+    torch.set_num_threads(1)
+    assert _device_name(torch.device("cpu")) == name

@@ -114,8 +114,15 @@ def test_random_conv_extractor_is_a_deterministic_plugin():
 
 
 def test_inception_missing_weights_says_where_to_put_them(tmp_path, monkeypatch):
+    import sys
+    import types
+
     monkeypatch.setenv("DIMSUM_CACHE", str(tmp_path))
     monkeypatch.delenv("DIMSUM_INCEPTION_WEIGHTS", raising=False)
+    fidelity = types.ModuleType("torch_fidelity.feature_extractor_inceptionv3")
+    fidelity.FeatureExtractorInceptionV3 = object  # torch-fidelity imports: only the weights are missing
+    monkeypatch.setitem(sys.modules, "torch_fidelity", types.ModuleType("torch_fidelity"))
+    monkeypatch.setitem(sys.modules, "torch_fidelity.feature_extractor_inceptionv3", fidelity)
     with pytest.raises(DimsumError) as err:
         TorchFidelityInception()
     message = str(err.value)

@@ -87,7 +87,8 @@ def test_a_run_folder_samples_its_newest_checkpoint(conv_ckpt, tmp_path):
     run = tmp_path / "run"
     for step in ("0000002", "0000004"):
         shutil.copytree(conv_ckpt, run / "checkpoints" / step)
-        torch.save({"step": int(step)}, run / "checkpoints" / step / "train_state.pt")
+        torch.save({"step": int(step), "optimizer": {"state": {}, "param_groups": []}},
+                   run / "checkpoints" / step / "train_state.pt")
     result = invoke("sample", run, "-n", 2, "--out", tmp_path / "g.png", *FAST)
     assert result.exit_code == 0, result.output
     assert f"checkpoint: {run / 'checkpoints' / '0000004'}" in result.output

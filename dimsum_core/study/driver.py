@@ -150,7 +150,8 @@ def _device(choice: str) -> torch.device:
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU ({torch.get_num_threads()} threads)"
+    # the machine, not torch's current thread count, which cpu_threads.make_room changes while work runs
+    return f"CPU ({os.cpu_count()} cores)"
 
 
 #: settings that may differ between the invocations of one study (they do not change its numbers)
