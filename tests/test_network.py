@@ -266,3 +266,28 @@ def test_create_model_names_an_argument_it_does_not_take(overrides: dict, messag
     with pytest.raises(RecipeError) as err:
         create_model("dimsum-S/2", **overrides)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"name": "dim", "spatial_scan": "zigzag8"}, "spatial_scan is set by what builds the block (for a model's block: model.spatial_scan)"),
+    ({"name": "dim", "mixer": {"name": "mamba", "backend": "torch"}}, "mixer is set by what builds the block"),
+    ("dit", "block 'dit' does not take spatial_scan, wavelet_scan"),
+])
+def test_a_block_setting_has_one_place(block: object, message: str) -> None:
+    """A setting the model gives every block, given again on the block node, is refused in one line
+    (it used to be overridden by the model's value without a word); a block that cannot take what the
+    model gives is one line, not a TypeError."""
+    with pytest.raises(RecipeError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        tiny(block=block)
+
+
+def test_validate_refuses_a_block_setting_given_twice(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "dimsum_core.cli.main", "validate", "quickstart",
+                             "model.block={name: dim, wavelet_scan: raster}"], capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert result.returncode == 2
+    assert "wavelet_scan is set by what builds the block" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
