@@ -291,3 +291,21 @@ def test_validate_refuses_a_block_setting_given_twice(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "wavelet_scan is set by what builds the block" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_a_model_built_without_create_model_saves_a_config_that_rebuilds_it(tmp_path: Path) -> None:
+    from dimsum_core import load_model
+    from dimsum_core.checkpoint import write_weights
+    from dimsum_plugins.models.dimsum import DiMSUM
+
+    torch.manual_seed(0)
+    model = DiMSUM(input_size=8, hidden_size=32, depth=2, attn_every=2, attn_heads=2, num_classes=3,
+                   mixer={"name": "mamba", "backend": "torch"})
+    assert model.config() == {"name": "dimsum", "input_size": 8, "hidden_size": 32, "depth": 2, "attn_every": 2,
+                              "attn_heads": 2, "num_classes": 3, "mixer": {"name": "mamba", "backend": "torch"}}
+    write_weights(tmp_path / "ckpt", model)
+    loaded = load_model(tmp_path / "ckpt", ema=False).eval()
+    model.eval()
+    x, t, y = torch.randn(2, 4, 8, 8), torch.rand(2), torch.tensor([0, 2])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, t, y), model(x, t, y))

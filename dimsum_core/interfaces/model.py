@@ -6,6 +6,7 @@ returns the velocity ``dx/dt`` of the probability-flow ODE.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -21,10 +22,35 @@ class FlowModel(nn.Module, ABC):
     #: number of real classes; the null (guidance) class is index ``num_classes``. 0 = unconditional
     num_classes: int
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every model class records the keyword arguments it was built with (the outermost constructor
+        records last), so a model made without ``create_model`` still saves a config that rebuilds it."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def recording_init(self: FlowModel, *args: Any, **kw: Any) -> None:
+            init(self, *args, **kw)
+            object.__setattr__(self, "_init_kwargs", dict(kw))
+
+        cls.__init__ = recording_init
+
     @abstractmethod
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """x (N, C, H, W), t (N,) in [0, 1], y (N,) int64 or None -> velocity (N, C, H, W)."""
 
     def config(self) -> dict[str, Any]:
-        """The registry name and keyword arguments that rebuild this model (saved with checkpoints)."""
-        return dict(getattr(self, "_dimsum_config", {}))
+        """The registry name and keyword arguments that rebuild this model (saved with checkpoints):
+        what ``create_model`` was given, or else this class's registered name and constructor arguments."""
+        if hasattr(self, "_dimsum_config"):
+            return dict(self._dimsum_config)
+        from dimsum_core.errors import DimsumError
+        from dimsum_core.plugin.manager import registry
+
+        names = [entry.name for entry in registry("model") if entry.factory is type(self)]
+        if not names:
+            raise DimsumError(f"{type(self).__name__} is not a registered model, so a checkpoint of it could "
+                              f"not be rebuilt; register it (docs/plugins.md) or build it with create_model")
+        return {"name": names[0], **self._init_kwargs}
