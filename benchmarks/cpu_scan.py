@@ -27,8 +27,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads libgom
 
 import torch  # noqa: E402
 
+from dimsum_core.nn.mixers import Mamba  # noqa: E402
 from dimsum_core.ops.selective_scan import selective_scan, selective_scan_reference  # noqa: E402
-from dimsum_plugins.mixers import Mamba  # noqa: E402
 
 BATCH, LENGTH, D_INNER, D_STATE = 8, 256, 384, 16
 TARGET_S = 0.1

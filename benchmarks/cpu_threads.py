@@ -55,8 +55,8 @@ def worker(seconds: float, warmup: int, min_steps: int, ticks: Path | None, adap
     appending one timestamp per step to ``ticks``, as the competitor)."""
     import torch  # first: OpenMP starts with exactly the environment this process was given
 
-    from dimsum_core.config.build import build
     from dimsum_core.config.load import load_recipe
+    from dimsum_core.config.nodes import build
     from dimsum_core.cpu_threads import make_room
     from dimsum_core.models import create_model
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from dimsum_plugins.wavelets import HaarPacket
+from dimsum_core.nn.wavelets import HaarPacket
 
 #: metadata-only operators: no kernel runs for them
 VIEWS = {"view", "_unsafe_view", "select", "unsqueeze", "squeeze", "slice", "split", "unbind", "transpose",
@@ -52,7 +52,7 @@ def model_kernels_outside_mixers(name: str = "dimsum-L/2") -> tuple[int, int]:
     """(kernels of a batch-1 forward outside the Mamba mixers, number of mixers); the mixers are left
     out because on a GPU they run mamba-ssm's fused kernels, not the CPU path counted here."""
     from dimsum_core import create_model
-    from dimsum_plugins.mixers import Mamba
+    from dimsum_core.nn.mixers import Mamba
 
     model = create_model(name, input_size=32, num_classes=1000, hidden_size=64, attn_heads=4,
                          mixer={"name": "mamba", "backend": "torch"}).eval()

@@ -10,7 +10,8 @@ if int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from dimsum_core.models import create_model, load_model  # noqa: E402
-from dimsum_core.plugin.manager import registry  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["create_model", "load_model", "registry"]
+# `dimsum_core.registry` is the module of Registry and KINDS; a kind's registry is
+# `dimsum_core.plugin.manager.registry(kind)`
+__all__ = ["create_model", "load_model"]

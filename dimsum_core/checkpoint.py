@@ -25,7 +25,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from dimsum_core.errors import CheckpointError, DimsumError
+from dimsum_core.errors import CheckpointError
 from dimsum_core.interfaces.model import FlowModel
 
 MODEL_JSON = "model.json"
@@ -162,35 +162,6 @@ def load_state_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], s
             raise CheckpointError(f"{source}: {key} holds NaN or infinite values (the run had diverged "
                                   f"when it was saved); use an earlier checkpoint")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
-
-
-def build_checkpoint_model(directory: Path, weights: Path) -> FlowModel:
-    """The model ``model.json`` describes, checked against the weights file's header on the meta device
-    first: a crafted or foreign ``model.json`` gets one line instead of a huge allocation."""
-    from dimsum_core.models import create_model
-
-    directory = resolve_checkpoint(directory)
-    config = read_model_config(directory)
-    name = config.pop("name")
-    where = directory / MODEL_JSON
-    try:
-        with torch.device("meta"):
-            probe = create_model(name, **config)
-    except DimsumError as exc:
-        raise CheckpointError(f"{where}: {exc}") from None
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{where}: does not describe a buildable model ({exc})") from None
-    check_shapes({k: tuple(v.shape) for k, v in probe.state_dict().items()}, read_weight_shapes(weights),
-                 str(weights))
-    return create_model(name, **config)
-
-
-def load_model_from_checkpoint(directory: Path, *, ema: bool = True, device: str = "cpu") -> FlowModel:
-    directory = resolve_checkpoint(directory)
-    weights = directory / EMA_WEIGHTS if ema and (directory / EMA_WEIGHTS).is_file() else directory / MODEL_WEIGHTS
-    model = build_checkpoint_model(directory, weights)
-    load_state_checked(model, read_weights(weights), str(weights))
-    return model.to(device).eval()
 
 
 # -- training checkpoints ----------------------------------------------------------------------------

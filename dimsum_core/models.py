@@ -1,4 +1,5 @@
-"""``create_model`` and ``load_model``: the Python entry points to the model registry."""
+"""The model factory: ``create_model`` builds a registered model by name, ``load_model`` opens a checkpoint.
+The networks themselves are in :mod:`dimsum_core.network`."""
 
 from __future__ import annotations
 
@@ -7,10 +8,23 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from dimsum_core.config.build import build, split_node
+import torch
+
+from dimsum_core.checkpoint import (
+    EMA_WEIGHTS,
+    MODEL_JSON,
+    MODEL_WEIGHTS,
+    check_shapes,
+    load_state_checked,
+    read_model_config,
+    read_weight_shapes,
+    read_weights,
+    resolve_checkpoint,
+)
+from dimsum_core.config.nodes import build, split_node
 from dimsum_core.config.spec import Kind
 from dimsum_core.config.validate import check_node
-from dimsum_core.errors import DimsumError, RecipeError
+from dimsum_core.errors import CheckpointError, DimsumError, RecipeError
 from dimsum_core.interfaces.model import FlowModel
 
 
@@ -71,10 +85,25 @@ def _component_taking(key: str, params: dict[str, inspect.Parameter], hints: dic
 
 
 def load_model(path: str | Path, *, ema: bool = True, device: str = "cpu") -> FlowModel:
-    """Open a checkpoint directory written by training or ``dimsum convert-official``.
+    """Open a checkpoint directory written by training or ``dimsum convert-official`` (or a run's out_dir,
+    for its newest checkpoint). ``ema=True`` (the default) loads the EMA weights when the checkpoint has them.
 
-    ``ema=True`` (the default) loads the EMA weights when the checkpoint has them.
-    """
-    from dimsum_core.checkpoint import load_model_from_checkpoint
-
-    return load_model_from_checkpoint(Path(path), ema=ema, device=device)
+    The model ``model.json`` describes is first built on the meta device and checked against the weights
+    file's header: a crafted or foreign ``model.json`` gets one line instead of a huge allocation."""
+    directory = resolve_checkpoint(path)
+    weights = directory / EMA_WEIGHTS if ema and (directory / EMA_WEIGHTS).is_file() else directory / MODEL_WEIGHTS
+    config = read_model_config(directory)
+    name = config.pop("name")
+    where = directory / MODEL_JSON
+    try:
+        with torch.device("meta"):
+            probe = create_model(name, **config)
+    except DimsumError as exc:
+        raise CheckpointError(f"{where}: {exc}") from None
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{where}: does not describe a buildable model ({exc})") from None
+    check_shapes({k: tuple(v.shape) for k, v in probe.state_dict().items()}, read_weight_shapes(weights),
+                 str(weights))
+    model = create_model(name, **config)
+    load_state_checked(model, read_weights(weights), str(weights))
+    return model.to(device).eval()

@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from dimsum_core.checkpoint import atomic_directory_write, load_state_checked, write_weights
 from dimsum_core.errors import CheckpointError
 from dimsum_core.interfaces.model import FlowModel
+from dimsum_core.models import create_model
 
 _HAAR_BUFFER = re.compile(r"\.freq_mamba\.(dwt\.w_(ll|lh|hl|hh)|idwt\.filters)$")
 _REQUIRED = ("pos_embed", "x_embedder.proj.weight", "final_layer.linear.weight",
@@ -108,8 +109,6 @@ def infer_config(sd: dict[str, torch.Tensor], num_classes: int | None = None) ->
 
 def model_from_official(sd: dict[str, torch.Tensor], num_classes: int | None = None) -> FlowModel:
     """Build our model for an official state dict and load it (strict, with readable mismatches)."""
-    from dimsum_core.models import create_model
-
     config = infer_config(sd, num_classes)
     try:
         model = create_model("dimsum", **config)

@@ -1,4 +1,4 @@
-"""Per-kind component registries filled by plugins.
+"""Per-kind component registries filled by plugins, and the one list of component kinds.
 
 A component is a callable (a class or a factory function) registered under a short name. Its
 keyword arguments are what a recipe may set, so `inspect.signature` of the callable is its schema.
@@ -6,6 +6,7 @@ keyword arguments are what a recipe may set, so `inspect.signature` of the calla
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 from collections.abc import Callable, Iterator
@@ -14,13 +15,13 @@ from typing import Any
 
 from dimsum_core.errors import PluginError, UnknownComponentError
 
-#: Every kind of component, with what it is. A recipe node picks one by name.
+#: Every kind of component, with what it is. A recipe node picks one by name; the plugin hooks
+#: (``dimsum_add_<kind>s``, :mod:`dimsum_core.plugin.spec`) are derived from this list.
 KINDS: dict[str, str] = {
     "scan": "scan order: a permutation of an H×W token grid and its inverse, per layer",
     "wavelet": "wavelet transform: image-shaped tensor to subband coefficients and back",
     "fusion": "fusion of the spatial and the wavelet branch outputs",
     "mixer": "sequence mixer (e.g. the Mamba selective SSM)",
-    "block": "network block (DiM block, shared transformer block, plain Mamba block)",
     "model": "model preset: a whole network that maps (x, t, y) to a velocity",
     "objective": "training objective: interpolation path, time sampling and loss",
     "sampler": "ODE/SDE solver that turns noise into data with a velocity model",
@@ -66,6 +67,15 @@ class Registry:
     _entries: dict[str, Entry] = field(default_factory=dict)
     _current: Provenance | None = None
 
+    @contextlib.contextmanager
+    def registering(self, provenance: Provenance) -> Iterator[None]:
+        """What :meth:`add` registers inside this context comes from ``provenance``'s plugin."""
+        self._current = provenance
+        try:
+            yield
+        finally:
+            self._current = None
+
     def add(self, name: str, factory: Callable[..., Any], description: str | None = None) -> None:
         """Register `factory` under `name`. Called from a plugin's `dimsum_add_*` hook."""
         if self._current is None:
@@ -82,6 +92,10 @@ class Registry:
             )
         doc = description if description is not None else (factory.__doc__ or "").strip().split("\n")[0]
         self._entries[name] = Entry(self.kind, name, factory, self._current, doc)
+
+    def remove(self, provenance: Provenance) -> None:
+        """Forget every name ``provenance``'s plugin registered: a plugin that fails part-way is left out whole."""
+        self._entries = {n: e for n, e in self._entries.items() if e.provenance != provenance}
 
     def get(self, name: str) -> Entry:
         try:

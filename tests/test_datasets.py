@@ -10,8 +10,8 @@ from PIL import Image
 from dimsum_core.config import build
 from dimsum_core.data import latent_store
 from dimsum_core.data.image_files import center_crop_arr
+from dimsum_core.data.procedural import SHAPE_NAMES
 from dimsum_core.errors import DataError
-from dimsum_plugins.datasets.procedural import SHAPE_NAMES
 
 # -- procedural ------------------------------------------------------------------------------------
 

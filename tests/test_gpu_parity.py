@@ -9,9 +9,9 @@ import pytest
 import torch
 from numerics import rel_l2
 
-from dimsum_core.config import build
-from dimsum_core.kernels import mamba_status, triton_status
+from dimsum_core.network import DiMBlock
 from dimsum_core.official import model_from_official, read_official
+from dimsum_core.ops.kernels import mamba_status, triton_status
 
 pytestmark = pytest.mark.gpu
 
@@ -19,8 +19,7 @@ pytestmark = pytest.mark.gpu
 def l2_block(backend: str) -> torch.nn.Module:
     torch.manual_seed(0)
     # DiM-L/2 block at 256 px: width 1024, 16×16 token grid; layer 1 (reversed sweep, column-first window)
-    return build("block", {"name": "dim", "mixer": {"name": "mamba", "backend": backend}},
-                 1024, 1024, 1, 16, 0.0).cuda()
+    return DiMBlock(1024, 1024, 1, 16, 0.0, mixer={"name": "mamba", "backend": backend}).cuda()
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +67,7 @@ def test_official_fixtures_with_gpu_kernels(official_fixtures: Path, name: str, 
     mamba-ssm's fused ``mamba_inner_fn`` and its scan kernel as custom ops (the reference backend)."""
     from safetensors.torch import load_file
 
-    from dimsum_plugins import mixers
+    from dimsum_core.nn import mixers
 
     needs("triton" if path == "triton" else "cuda")
     if path == "fused":

@@ -14,14 +14,14 @@ import torch.nn.functional as F
 from numerics import rel_l2
 from torch import nn
 
-from dimsum_core.config.build import build
+from dimsum_core.config.nodes import build
 from dimsum_core.errors import DimsumError, RecipeError
-from dimsum_core.kernels import KernelStatus, mamba_status, triton_status
+from dimsum_core.nn.mixers import Mamba
 from dimsum_core.ops import backend as backend_module
 from dimsum_core.ops.causal_conv1d import causal_conv1d
+from dimsum_core.ops.kernels import KernelStatus, mamba_status, triton_status
 from dimsum_core.ops.selective_scan import selective_scan_reference
 from dimsum_core.plugin.manager import registry
-from dimsum_plugins.mixers import Mamba
 
 
 def reference_mixer(m: Mamba, x: torch.Tensor) -> torch.Tensor:
@@ -236,7 +236,7 @@ def test_explicit_triton_without_a_gpu_is_a_one_line_error():
 
 
 def test_cpu_use_never_imports_mamba_ssm():
-    code = ("import sys, torch, dimsum_core, dimsum_plugins.mixers as mx\n"
+    code = ("import sys, torch, dimsum_core, dimsum_core.nn.mixers as mx\n"
             "m = mx.Mamba(8, 4)\n"
             "m(torch.randn(1, 3, 8), torch.randn(1, 4)).sum().backward()\n"
             "assert 'mamba_ssm' not in sys.modules, 'mamba_ssm was imported'\n")

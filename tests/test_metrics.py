@@ -8,7 +8,7 @@ import scipy.linalg
 import torch
 from PIL import Image
 
-from dimsum_core.config.build import build
+from dimsum_core.config.nodes import build
 from dimsum_core.errors import DataError, DimsumError
 from dimsum_core.metrics.features import extract
 from dimsum_core.metrics.frechet import feature_stats, frechet_distance, trace_sqrt_product

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dimsum_core.config.build import build
+from dimsum_core.config.nodes import build
 from dimsum_core.errors import DataError
 
 BASE = {"name": "procedural", "resolution": 16, "num_classes": 4, "size": 64, "seed": 2}

@@ -57,7 +57,7 @@ def test_builtins_are_registered_through_entry_points() -> None:
     m.load_entry_points()
     assert not [f for f in m.failed if f.distribution == "dimsum"], m.failed
     for kind, name in [("scan", "sweep4"), ("wavelet", "haar"), ("fusion", "cross-attention"),
-                       ("block", "dim"), ("model", "dimsum-L/2"), ("model", "dit-L/2")]:
+                       ("model", "dimsum-L/2"), ("model", "dit-L/2")]:
         entry = m.registry(kind).get(name)
         assert entry.provenance.distribution == "dimsum"
         assert entry.provenance.plugin.startswith("builtin-")

@@ -9,7 +9,7 @@ import tiny_velocity_models as tiny
 import torch
 from torchdiffeq import odeint
 
-from dimsum_core.config.build import build
+from dimsum_core.config.nodes import build
 from dimsum_core.errors import DimsumError
 from dimsum_core.sampling.fixed_step import EulerSampler, HeunSampler
 from dimsum_core.sampling.generate import generate

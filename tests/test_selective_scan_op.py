@@ -13,9 +13,9 @@ from numerics import rel_l2
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from dimsum_core import create_model
-from dimsum_core.kernels import mamba_status, triton_status
+from dimsum_core.nn.mixers import Mamba, _kernel_path
+from dimsum_core.ops.kernels import mamba_status, triton_status
 from dimsum_core.ops.selective_scan_op import selective_scan_op
-from dimsum_plugins.mixers import Mamba, _kernel_path
 
 
 def scan_inputs(batch: int, dim: int, length: int, state: int, dtype: torch.dtype, device: str, seed: int = 0):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from dimsum_core.config.build import build
+from dimsum_core.config.nodes import build
+from dimsum_core.data.scenes import SHAPE_NAMES, ProceduralScenes
 from dimsum_core.errors import CheckpointError, DataError, RecipeError
 from dimsum_core.study import driver
 from dimsum_core.study.arms import ARMS, load_arm, parse_arms, scoped_overrides
@@ -25,7 +26,6 @@ from dimsum_core.study.classifier import (
 from dimsum_core.study.data import decode, load_split
 from dimsum_core.study.report import Estimate, accuracy_at_chance, at_seconds, compare, verdict
 from dimsum_core.study.runner import eval_steps
-from dimsum_plugins.datasets.scenes import SHAPE_NAMES, ProceduralScenes
 
 # every arm shrunk to a few-second CPU run: 16 px, width 64 (the wavelet branch needs 32 = 2 x 16), depth 2
 TINY = ["data.size=384", "data.resolution=16", "model.input_size=16", "model.hidden_size=64", "model.depth=2",

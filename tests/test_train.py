@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from dimsum_core import checkpoint as ckpt
+from dimsum_core import load_model
 from dimsum_core.errors import RecipeError
 from dimsum_core.train import CheckpointConfig, LogConfig, TrainConfig, Trainer, TrainingInterrupted
 from dimsum_core.train.batches import GlobalBatchSampler, slot_seeds
@@ -75,7 +76,7 @@ def test_short_run_writes_checkpoints_metrics_and_freezes_dead_params(tmp_path):
     records = [r for r in read_metrics(tmp_path) if "loss" in r]
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     assert all(r["loss"] > 0 and r["grad_norm"] > 0 and r["img_per_s"] > 0 for r in records)
-    loaded = ckpt.load_model_from_checkpoint(final)  # sampling loads the EMA weights
+    loaded = load_model(final)  # sampling loads the EMA weights
     assert torch.equal(loaded.inp.weight.detach(), ema["inp.weight"])
 
 

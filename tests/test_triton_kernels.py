@@ -175,8 +175,8 @@ def test_opcheck() -> None:
 def test_mixer_triton_path_in_the_interpreter() -> None:
     """The mixer's Triton path (projections written as W @ x, time-contiguous) computes what its
     PyTorch path computes."""
+    from dimsum_core.nn.mixers import Mamba
     from dimsum_core.ops.selective_scan import selective_scan
-    from dimsum_plugins.mixers import Mamba
 
     torch.manual_seed(0)
     m = Mamba(16, 8, d_state=4, backend="torch")

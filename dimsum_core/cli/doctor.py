@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dimsum_core.kernels import causal_conv1d_status, mamba_status, triton_status
 from dimsum_core.ops.backend import auto_path_reason
+from dimsum_core.ops.kernels import causal_conv1d_status, mamba_status, triton_status
 
 
 def _version(dist: str) -> str | None:

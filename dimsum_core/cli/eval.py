@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dimsum_core.cli.sample import parse_options, report_table, sampling_options, start
-from dimsum_core.config.build import build
+from dimsum_core.config.nodes import build
 from dimsum_core.errors import DimsumError
 from dimsum_core.metrics.features import ExtractedFeatures, FeatureAccumulator, extract
 from dimsum_core.metrics.image_sources import ImageSource

@@ -8,8 +8,8 @@ import click
 import torch
 from rich.console import Console
 
-from dimsum_core.config.build import build
 from dimsum_core.config.load import load_recipe
+from dimsum_core.config.nodes import build
 from dimsum_core.errors import DimsumError, RecipeError
 from dimsum_core.progress import TaskProgress
 from dimsum_core.sampling.generate import to_uint8

@@ -11,8 +11,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from dimsum_core.config.build import split_node
 from dimsum_core.config.load import apply_overrides, load_recipe
+from dimsum_core.config.nodes import split_node
 from dimsum_core.errors import RecipeError
 from dimsum_core.flops import count_macs
 from dimsum_core.models import create_model

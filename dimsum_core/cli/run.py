@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.syntax import Syntax
 
 from dimsum_core.config import load_recipe, validate_recipe
-from dimsum_core.config.build import split_node
+from dimsum_core.config.nodes import split_node
 from dimsum_core.context import RunContext
 from dimsum_core.errors import RecipeError
 

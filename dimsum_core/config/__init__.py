@@ -2,10 +2,11 @@
 
 A component node is either a bare registry name (``scan: sweep4``) or a mapping with a ``name`` key
 and the component's keyword arguments (``fusion: {name: cross-attention, num_heads: 8}``).
+:func:`build` builds one (the module :mod:`dimsum_core.config.nodes` holds it).
 """
 
-from dimsum_core.config.build import build, split_node
 from dimsum_core.config.load import Recipe, load_recipe
+from dimsum_core.config.nodes import build, split_node
 from dimsum_core.config.spec import Kind, Spec
 from dimsum_core.config.validate import validate_recipe
 

@@ -19,17 +19,16 @@ class Spec:
         return Annotated[Union[str, Mapping[str, Any]], Kind(kind)]
 
 
-# One alias per kind, for annotations (``scan: ScanSpec = "sweep4"``).
+# One alias per kind a built-in takes, for annotations (``scan: ScanSpec = "sweep4"``): a linter reads an alias
+# as a type, where ``Spec["scan"]`` in a postponed annotation reads as a forward-reference string.
 ScanSpec = Spec["scan"]
 WaveletSpec = Spec["wavelet"]
 FusionSpec = Spec["fusion"]
 MixerSpec = Spec["mixer"]
-BlockSpec = Spec["block"]
 ModelSpec = Spec["model"]
 ObjectiveSpec = Spec["objective"]
 SamplerSpec = Spec["sampler"]
 DatasetSpec = Spec["dataset"]
-FeatureSpec = Spec["feature"]
 
 
 @dataclass(frozen=True)

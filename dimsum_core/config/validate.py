@@ -15,8 +15,8 @@ import typing
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal, Union
 
-from dimsum_core.config.build import plain
 from dimsum_core.config.load import Recipe
+from dimsum_core.config.nodes import plain
 from dimsum_core.config.spec import Kind, Range
 from dimsum_core.errors import RecipeError, UnknownComponentError
 from dimsum_core.registry import closest

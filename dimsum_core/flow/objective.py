@@ -9,7 +9,7 @@ from typing import Literal
 
 import torch
 
-from dimsum_core.flow.paths import InterpolationPath
+from dimsum_core.flow.paths import GVPPath, InterpolationPath, LinearPath
 from dimsum_core.interfaces.objective import Objective
 
 TimeSampling = Literal["uniform", "logit-normal"]
@@ -43,3 +43,19 @@ class VelocityMatching(Objective):
     def __repr__(self) -> str:
         extra = f", mean={self.logit_mean}, std={self.logit_std}" if self.t_sampling == "logit-normal" else ""
         return f"{type(self).__name__}({type(self.interpolation).__name__}, t~{self.t_sampling}{extra})"
+
+
+def gvp(t_sampling: TimeSampling = "uniform", logit_mean: float = -0.5,
+        logit_std: float = 1.0) -> VelocityMatching:
+    """Velocity matching on the trigonometric path x_t = sin(pi t/2) x1 + cos(pi t/2) x0 (official).
+
+    ``logit_mean``/``logit_std`` apply to ``t_sampling: logit-normal`` only; their defaults are the
+    official code's unused ``logitnormal(-0.5, 1)`` option.
+    """
+    return VelocityMatching(GVPPath(), t_sampling, logit_mean, logit_std)
+
+
+def linear(t_sampling: TimeSampling = "uniform", logit_mean: float = 0.0,
+           logit_std: float = 1.0) -> VelocityMatching:
+    """Velocity matching on the linear path x_t = t x1 + (1 - t) x0 (rectified flow, SiT Linear)."""
+    return VelocityMatching(LinearPath(), t_sampling, logit_mean, logit_std)

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 
 from dimsum_core.errors import DimsumError
-from dimsum_core.kernels import causal_conv1d_status, mamba_status, triton_status
+from dimsum_core.ops.kernels import causal_conv1d_status, mamba_status, triton_status
 
 Backend = Literal["auto", "triton", "cuda", "torch"]
 BACKENDS: tuple[str, ...] = ("auto", "triton", "cuda", "torch")

@@ -44,7 +44,7 @@ class PluginManager:
 
     def __post_init__(self) -> None:
         self._pm = pluggy.PluginManager(NAME)
-        self._pm.add_hookspecs(spec)
+        self._pm.add_hookspecs(spec.SPECS)
 
     def registry(self, kind: str) -> Registry:
         if kind not in self.registries:
@@ -88,26 +88,21 @@ class PluginManager:
             self.failed.append(FailedPlugin(provenance.plugin, provenance.distribution,
                                             provenance.version, _one_line(exc)))
             return
-        added: list[tuple[str, str]] = []
         for kind, hook_name in spec.HOOKS.items():
             impl = getattr(plugin, hook_name, None)
             if impl is None:
                 continue
             registry = self.registries[kind]
-            before = set(registry.names())
-            registry._current = provenance
             try:
-                impl(registry=registry)
+                with registry.registering(provenance):
+                    impl(registry=registry)
             except (Exception, SystemExit, KeyboardInterrupt) as exc:
-                for k, name in added + [(kind, n) for n in set(registry.names()) - before]:
-                    self.registries[k]._entries.pop(name, None)
+                for each in self.registries.values():
+                    each.remove(provenance)
                 self._pm.unregister(plugin)
                 self.failed.append(FailedPlugin(provenance.plugin, provenance.distribution,
                                                 provenance.version, _one_line(exc)))
                 return
-            finally:
-                registry._current = None
-            added += [(kind, n) for n in set(registry.names()) - before]
         self.loaded.append(provenance)
 
 

@@ -1,4 +1,5 @@
-"""Hook specifications: one collector hook per component kind.
+"""Hook specifications, derived from :data:`dimsum_core.registry.KINDS`: one collector hook per kind,
+named ``dimsum_add_<kind>s`` (``dimsum_add_scans``, ``dimsum_add_mixers``, ...).
 
 Each hook receives the registry of its kind and calls ``registry.add(name, factory)``. A factory is a
 class or function; its keyword arguments are what recipes may set (see :mod:`dimsum_core.config`).
@@ -6,80 +7,31 @@ class or function; its keyword arguments are what recipes may set (see :mod:`dim
 
 from __future__ import annotations
 
+import types
+from collections.abc import Callable
+
 import pluggy
 
 from dimsum_core.plugin import NAME
-from dimsum_core.registry import Registry
+from dimsum_core.registry import KINDS, Registry
 
 hookspec = pluggy.HookspecMarker(NAME)
 
 
-@hookspec
-def dimsum_add_scans(registry: Registry) -> None:
-    """Register scan orders (:class:`dimsum_core.interfaces.scan.ScanOrder` subclasses)."""
+def hook_name(kind: str) -> str:
+    return f"dimsum_add_{kind}s"
 
 
-@hookspec
-def dimsum_add_wavelets(registry: Registry) -> None:
-    """Register wavelet transforms (:class:`dimsum_core.interfaces.wavelet.WaveletTransform`)."""
+def _spec(kind: str) -> Callable[[Registry], None]:
+    def hook(registry: Registry) -> None:
+        """Register components of this kind with ``registry.add(name, factory)``."""
 
-
-@hookspec
-def dimsum_add_fusions(registry: Registry) -> None:
-    """Register branch fusions (:class:`dimsum_core.interfaces.fusion.Fusion`)."""
-
-
-@hookspec
-def dimsum_add_mixers(registry: Registry) -> None:
-    """Register sequence mixers (:class:`dimsum_core.interfaces.mixer.SequenceMixer`)."""
-
-
-@hookspec
-def dimsum_add_blocks(registry: Registry) -> None:
-    """Register network blocks (:mod:`dimsum_core.interfaces.block`)."""
-
-
-@hookspec
-def dimsum_add_models(registry: Registry) -> None:
-    """Register model presets: factories returning a :class:`dimsum_core.interfaces.model.FlowModel`."""
-
-
-@hookspec
-def dimsum_add_objectives(registry: Registry) -> None:
-    """Register training objectives (:class:`dimsum_core.interfaces.objective.Objective`)."""
-
-
-@hookspec
-def dimsum_add_samplers(registry: Registry) -> None:
-    """Register samplers (:class:`dimsum_core.interfaces.sampler.Sampler`)."""
-
-
-@hookspec
-def dimsum_add_datasets(registry: Registry) -> None:
-    """Register datasets (:class:`dimsum_core.interfaces.dataset.ImageDataset`)."""
-
-
-@hookspec
-def dimsum_add_features(registry: Registry) -> None:
-    """Register feature extractors for sample metrics (:class:`dimsum_core.interfaces.feature.FeatureExtractor`)."""
-
-
-@hookspec
-def dimsum_add_jobs(registry: Registry) -> None:
-    """Register jobs that `dimsum run` dispatches to by the recipe's `job:` key."""
+    hook.__name__ = hook.__qualname__ = hook_name(kind)
+    hook.__doc__ = f"Register components of kind '{kind}': {KINDS[kind]}."
+    return hookspec(hook)
 
 
 #: kind -> hook name
-HOOKS: dict[str, str] = {
-    "scan": "dimsum_add_scans",
-    "wavelet": "dimsum_add_wavelets",
-    "fusion": "dimsum_add_fusions",
-    "mixer": "dimsum_add_mixers",
-    "block": "dimsum_add_blocks",
-    "model": "dimsum_add_models",
-    "objective": "dimsum_add_objectives",
-    "sampler": "dimsum_add_samplers",
-    "dataset": "dimsum_add_datasets",
-    "feature": "dimsum_add_features",
-    "job": "dimsum_add_jobs",
-}
+HOOKS: dict[str, str] = {kind: hook_name(kind) for kind in KINDS}
+#: the hook specifications, as pluggy reads them (an object whose attributes are the marked functions)
+SPECS = types.SimpleNamespace(**{name: _spec(kind) for kind, name in HOOKS.items()})

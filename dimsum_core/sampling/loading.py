@@ -12,8 +12,8 @@ import torch
 import yaml
 
 from dimsum_core.checkpoint import EMA_WEIGHTS, MODEL_WEIGHTS, RECIPE, resolve_checkpoint
-from dimsum_core.config.build import split_node
 from dimsum_core.config.load import parse_yaml
+from dimsum_core.config.nodes import split_node
 from dimsum_core.errors import CheckpointError, DimsumError
 from dimsum_core.interfaces.model import FlowModel
 from dimsum_core.models import load_model

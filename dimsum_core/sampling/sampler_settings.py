@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from dimsum_core.config.build import build, split_node
+from dimsum_core.config.nodes import build, split_node
 from dimsum_core.errors import DimsumError
 from dimsum_core.interfaces.sampler import Sampler
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dimsum_core.config.build import build, plain, split_node
+from dimsum_core.config.nodes import build, plain, split_node
 from dimsum_core.errors import DataError
 from dimsum_core.sampling.generate import to_uint8
 

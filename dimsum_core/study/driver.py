@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from dimsum_core.config.build import plain
 from dimsum_core.config.load import apply_overrides
+from dimsum_core.config.nodes import plain
 from dimsum_core.errors import DimsumError, RecipeError
 from dimsum_core.study.arms import STUDY_RECIPES, Arm, load_arm, parse_arms
 from dimsum_core.study.classifier import ClassifierConfig, load_classifier, save_classifier, train_classifier
@@ -191,7 +191,7 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     train = load_split(train_node, out / "data", workers)
     val = load_split(val_node, out / "data", workers)
     num_classes = int(train.labels.max()) + 1
-    from dimsum_plugins.datasets.scenes import SHAPE_NAMES
+    from dimsum_core.data.scenes import SHAPE_NAMES
 
     t = base.train
     settings: dict[str, Any] = {

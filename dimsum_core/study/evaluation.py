@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dimsum_core.config.build import build
+from dimsum_core.config.nodes import build
 from dimsum_core.interfaces.model import FlowModel
 from dimsum_core.interfaces.objective import Objective
 from dimsum_core.metrics.frechet import FeatureStats, feature_stats, fid_from_stats

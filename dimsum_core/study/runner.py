@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from dimsum_core.config.build import build
+from dimsum_core.config.nodes import build
 from dimsum_core.errors import DimsumError
 from dimsum_core.flops import count_macs
 from dimsum_core.models import create_model

@@ -16,7 +16,7 @@ from dimsum_core.config.spec import (
     NonNegativeInt,
     PositiveInt,
     Range,
-    Spec,
+    SamplerSpec,
     UnitInterval,
 )
 from dimsum_core.errors import RecipeError
@@ -24,8 +24,6 @@ from dimsum_core.train.schedule import LrSchedule, lr_at
 
 Precision = Literal["fp32", "tf32", "bf16"]
 Device = Literal["auto", "cpu", "cuda"]
-# an alias, so linters read the annotation as a type rather than as a forward-reference string
-SamplerNode = Spec["sampler"]
 
 
 @dataclass(frozen=True)
@@ -79,7 +77,7 @@ class LogConfig:
     #: sample grid interval in steps (EMA weights); 0 = only at the end, -1 = never
     sample_every: Annotated[int, Range(ge=-1)] = 10_000
     sample_n: NonNegativeInt = 16
-    sampler: SamplerNode = field(default_factory=lambda: {"name": "euler", "steps": 50})
+    sampler: SamplerSpec = field(default_factory=lambda: {"name": "euler", "steps": 50})
     cfg_scale: float = 1.0
     #: TensorBoard events: auto = when the tensorboard package is installed (silently skipped otherwise);
     #: true = also say when it is missing; false = never

@@ -6,19 +6,14 @@ from typing import Any
 
 import torch
 
-from dimsum_core.config.build import build, split_node
-from dimsum_core.config.spec import Seed, Spec
+from dimsum_core.config.nodes import build, split_node
+from dimsum_core.config.spec import DatasetSpec, ModelSpec, ObjectiveSpec, Seed
 from dimsum_core.context import RunContext
 from dimsum_core.errors import DimsumError, RecipeError
 from dimsum_core.models import create_model
 from dimsum_core.plugin.manager import registry
 from dimsum_core.train.config import CheckpointConfig, LogConfig, TrainConfig, as_config
 from dimsum_core.train.loop import Trainer, TrainResult, check_fit
-
-# aliases, so linters read the annotations as types rather than as forward-reference strings
-ModelNode = Spec["model"]
-DatasetNode = Spec["dataset"]
-ObjectiveNode = Spec["objective"]
 
 
 def check_train(recipe: dict[str, Any]) -> list[str]:
@@ -63,8 +58,8 @@ def check_train(recipe: dict[str, Any]) -> list[str]:
     return problems
 
 
-def train(ctx: RunContext, /, *, out_dir: str, model: ModelNode, data: DatasetNode,
-          objective: ObjectiveNode = "gvp", seed: Seed = 0, vae: str | None = None,
+def train(ctx: RunContext, /, *, out_dir: str, model: ModelSpec, data: DatasetSpec,
+          objective: ObjectiveSpec = "gvp", seed: Seed = 0, vae: str | None = None,
           train: TrainConfig = TrainConfig(), checkpoint: CheckpointConfig = CheckpointConfig(),
           log: LogConfig = LogConfig()) -> TrainResult:
     """Train a flow model with velocity matching (AdamW, EMA, DDP under torchrun, resumable checkpoints).

@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from dimsum_core import checkpoint as ckpt
-from dimsum_core.config.build import build, plain
+from dimsum_core.config.nodes import build, plain
 from dimsum_core.cpu_threads import make_room
 from dimsum_core.errors import CheckpointError, DataError, DimsumError, RecipeError, os_problem
 from dimsum_core.interfaces.dataset import ImageDataset

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from dimsum_core.config.build import build
+from dimsum_core.config.nodes import build
 from dimsum_core.interfaces.model import FlowModel
 from dimsum_core.sampling.generate import to_uint8
 from dimsum_core.sampling.guidance import GuidedVelocity

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from dimsum_core.config.spec import Seed
+from dimsum_core.data.procedural import SHAPES as BASIC_SHAPES
+from dimsum_core.data.procedural import pixel_grid
 from dimsum_core.errors import DataError
 from dimsum_core.interfaces.dataset import ImageDataset
-from dimsum_plugins.datasets.procedural import SHAPES as BASIC_SHAPES
-from dimsum_plugins.datasets.procedural import pixel_grid
 
 Split = Literal["train", "val"]
 SPLIT_STREAMS = {"train": 0, "val": 1}

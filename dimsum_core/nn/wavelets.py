@@ -13,7 +13,6 @@ from dimsum_core.config.spec import PositiveInt
 from dimsum_core.errors import DimsumError
 from dimsum_core.interfaces.wavelet import WaveletTransform
 from dimsum_core.nn.precision import autocast_off
-from dimsum_core.plugin import hookimpl
 
 
 def _float32(x: torch.Tensor) -> torch.Tensor:
@@ -167,9 +166,3 @@ class PyWaveletsPacket(WaveletTransform):
                 up = self.idwt((low, [high]))  # (N, B*C, 2h, 2w)
                 bands = up.reshape(n, b4 // 4, c, *up.shape[-2:])
             return bands.reshape(n, -1, h << self.levels, w << self.levels)
-
-
-@hookimpl
-def dimsum_add_wavelets(registry) -> None:  # noqa: ANN001
-    registry.add("haar", HaarPacket)
-    registry.add("pywavelets", PyWaveletsPacket)

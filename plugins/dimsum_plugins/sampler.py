@@ -7,13 +7,14 @@ pair batched together counts once, as the official code counts it.
 from __future__ import annotations
 
 from dimsum_core.plugin import hookimpl
+from dimsum_core.registry import Registry
 from dimsum_core.sampling.fixed_step import EulerSampler, HeunSampler
 from dimsum_core.sampling.ode import ODESampler, dopri5
 from dimsum_core.sampling.sde import EulerMaruyamaSampler
 
 
 @hookimpl
-def dimsum_add_samplers(registry):  # noqa: ANN001 - pluggy hook
+def dimsum_add_samplers(registry: Registry) -> None:
     registry.add("ode", ODESampler)
     registry.add("dopri5", dopri5)
     registry.add("euler", EulerSampler)

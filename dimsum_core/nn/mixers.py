@@ -24,7 +24,6 @@ from dimsum_core.ops.causal_conv1d import causal_conv1d
 from dimsum_core.ops.selective_scan import selective_scan
 from dimsum_core.ops.selective_scan_op import selective_scan_op
 from dimsum_core.ops.triton_ops import causal_conv1d_silu_triton, selective_scan_triton
-from dimsum_core.plugin import hookimpl
 
 Conditioning = Literal["official", "none", "conv-input"]
 
@@ -182,8 +181,3 @@ class Mamba(SequenceMixer):
                               self.dt_proj.weight, self.out_proj.weight, self.out_proj.bias, A, None, None,
                               _at_least_float32(self.D), delta_bias=_at_least_float32(self.dt_proj.bias),
                               delta_softplus=True)
-
-
-@hookimpl
-def dimsum_add_mixers(registry):
-    registry.add("mamba", Mamba)

@@ -1,8 +1,5 @@
-"""Built-in model presets: DiMSUM (S/2, B/2, L/2, XL/2, L/4), DiT baselines and Mamba-only baselines.
-
-Sizes follow the official `DiM_models` (spec §1.3): the shared transformer and the fusion always
-use 16 and 8 heads. `dimsum-S/2` is not official; it exists for cheap runs and studies.
-"""
+"""Built-in model presets: DiMSUM (S/2, B/2, L/2, XL/2, L/4), DiT baselines and Mamba-only baselines,
+from the size tables of :mod:`dimsum_core.network`."""
 
 from __future__ import annotations
 
@@ -10,29 +7,9 @@ import inspect
 import typing
 from collections.abc import Callable
 
+from dimsum_core.network import DIMSUM_SIZES, DIT_SIZES, MAMBA_SIZES, DiMSUM, DiT, MambaOnly
 from dimsum_core.plugin import hookimpl
-from dimsum_plugins.models.dimsum import DiMSUM
-from dimsum_plugins.models.dit import DiT
-from dimsum_plugins.models.mamba_only import MambaOnly
-
-DIMSUM_SIZES = {  # name: (depth, hidden, patch)
-    "dimsum-S/2": (12, 384, 2),
-    "dimsum-B/2": (12, 768, 2),
-    "dimsum-L/2": (16, 1024, 2),
-    "dimsum-XL/2": (24, 1152, 2),
-    "dimsum-L/4": (16, 1024, 4),
-}
-DIT_SIZES = {  # name: (depth, hidden, heads, patch), as in DiT
-    "dit-S/2": (12, 384, 6, 2),
-    "dit-B/2": (12, 768, 12, 2),
-    "dit-L/2": (24, 1024, 16, 2),
-    "dit-XL/2": (28, 1152, 16, 2),
-}
-MAMBA_SIZES = {  # name: (depth, hidden, patch); two Mamba blocks per DiT block, as ZigMa's
-    "mamba-S/2": (24, 384, 2),
-    "mamba-B/2": (24, 768, 2),
-    "mamba-L/2": (48, 1024, 2),
-}
+from dimsum_core.registry import Registry
 
 
 def _factory(cls: type, doc: str, **defaults: object) -> Callable[..., object]:
@@ -52,7 +29,7 @@ def _factory(cls: type, doc: str, **defaults: object) -> Callable[..., object]:
 
 
 @hookimpl
-def dimsum_add_models(registry) -> None:  # noqa: ANN001
+def dimsum_add_models(registry: Registry) -> None:
     registry.add("dimsum", DiMSUM)
     for name, (depth, hidden, patch) in DIMSUM_SIZES.items():
         registry.add(name, _factory(DiMSUM, f"DiMSUM {name[7:]}: depth {depth}, width {hidden}, patch {patch}",

@@ -17,11 +17,6 @@ import torch
 
 from dimsum_core.errors import ScanError
 from dimsum_core.interfaces.scan import ScanOrder
-from dimsum_core.plugin import hookimpl
-from dimsum_core.registry import Registry
-
-#: start corners of the official path list, in order
-CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 
 
 def raster_grid(height: int, width: int) -> torch.Tensor:
@@ -273,16 +268,3 @@ class LocalWindowScan(WindowScan):
 
     def __init__(self, window: int = 4, alternate: bool = True):
         super().__init__(window=window, alternate=alternate)
-
-
-@hookimpl
-def dimsum_add_scans(registry: Registry) -> None:
-    registry.add("sweep4", Sweep4)
-    registry.add("sweep8", Sweep8)
-    registry.add("zigzag8", Zigzag8)
-    registry.add("jpeg8", Jpeg8)
-    registry.add("bidirectional", Bidirectional)
-    registry.add("local-window", LocalWindowScan)
-    registry.add("window", WindowScan)
-    registry.add("hilbert", Hilbert)
-    registry.add("raster", Raster)

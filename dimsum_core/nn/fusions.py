@@ -8,7 +8,6 @@ from torch import nn
 
 from dimsum_core.config.spec import PositiveInt
 from dimsum_core.interfaces.fusion import Fusion
-from dimsum_core.plugin import hookimpl
 
 
 class CrossAttentionFusion(Fusion):
@@ -80,10 +79,3 @@ class SumFusion(Fusion):
 
     def forward(self, spatial: torch.Tensor, wavelet: torch.Tensor) -> torch.Tensor:
         return self.proj(spatial + wavelet)
-
-
-@hookimpl
-def dimsum_add_fusions(registry) -> None:  # noqa: ANN001
-    registry.add("cross-attention", CrossAttentionFusion)
-    registry.add("concat", ConcatFusion)
-    registry.add("sum", SumFusion)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dimsum_core.metrics.inception import TorchFidelityInception
 from dimsum_core.metrics.random_conv import RandomConvFeatures
 from dimsum_core.plugin import hookimpl
+from dimsum_core.registry import Registry
 from dimsum_core.study.classifier_features import StudyClassifierFeatures
 
 
 @hookimpl
-def dimsum_add_features(registry):  # noqa: ANN001 - pluggy hook
+def dimsum_add_features(registry: Registry) -> None:
     registry.add("inception", TorchFidelityInception)
     registry.add("random-conv", RandomConvFeatures)
     registry.add("study-classifier", StudyClassifierFeatures)
