@@ -2,7 +2,7 @@
 
 * ``macs``: every multiply-add — Linear and convolution layers, the attention cores (QKᵀ and AV),
   the Mamba mixers' projections, depthwise conv1d and selective scan, and the wavelet transforms.
-* ``paper_macs``: what the DiMSUM paper reported (calflops, spec §3). calflops only patches
+* ``paper_macs``: what the DiMSUM paper reported (calflops output / 2, the official `eval_toolbox/compute_flops.py`). calflops only patches
   ``F.linear``/convolutions/``torch.matmul``, so it missed the Mamba ``in_proj`` and ``dt_proj``
   (computed with ``@``), the depthwise conv1d and the scan (CUDA kernels) and the SDPA attention cores.
 

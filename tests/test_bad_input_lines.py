@@ -173,6 +173,8 @@ def test_sample_refuses_crafted_or_broken_checkpoints(checkpoint, tmp_path, spoi
 
 @pytest.mark.parametrize("options, expected", [
     (["--sampler-opt", "foo=1"], "sampler.foo: unknown key; valid keys: steps"),
+    # read as a recipe override reads it (one parser): text that is no YAML value stays text
+    (["--sampler", "dopri5", "--sampler-opt", "atol=[1"], "sampler.atol: expected a finite number, got '[1'"),
     (["--sampler", "dopri5", "--sampler-opt", "atol=0", "--sampler-opt", "rtol=0"],
      "sampler.atol: 0 is out of range; use a value > 0"),
     (["--seed", "-1"], "Invalid value for '--seed': -1 is not in the range 0<=x<=4294967295"),

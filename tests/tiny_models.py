@@ -1,7 +1,7 @@
 """A tiny trainable flow model for the training tests, registered as a test plugin (``tiny-train``).
 
-Like the official DiMSUM it carries a parameter that never gets a gradient (``cond_proj``, the dead
-conditional-Mamba projection of spec §7.2), so DDP and the optimizer must cope with it.
+Like the official DiMSUM it carries a parameter that never gets a gradient (``cond_proj``, the
+conditional-Mamba projection whose output the official kernel overwrites), so DDP and the optimizer must cope with it.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from dimsum_core.cli.sample import parse_options, report_table, sampling_options, start
+from dimsum_core.cli.sample import report_table, sampling_options, start
+from dimsum_core.config.load import parse_assignments
 from dimsum_core.config.nodes import build
 from dimsum_core.errors import DimsumError
 from dimsum_core.metrics.features import ExtractedFeatures, FeatureAccumulator, extract
@@ -116,7 +117,7 @@ def eval_command(checkpoint: Path | None, ref: Path, samples: Path | None, n: in
         raise DimsumError(f"{out}: already exists; choose another --out or pass --overwrite")
     metrics = _metric_list(metric_text)
     reference = ImageSource.open(ref, ref_resize)
-    extractor_id = {"name": extractor, **parse_options(extractor_opts)}
+    extractor_id = {"name": extractor, **parse_assignments(extractor_opts, "--extractor-opt")}
     features_model = build("feature", extractor_id)  # before sampling: an extractor that cannot run says so now
     console = Console(stderr=True)
     result: dict[str, Any] = {}

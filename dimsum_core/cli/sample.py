@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from dimsum_core.config.load import parse_yaml
+from dimsum_core.config.load import parse_assignments
 from dimsum_core.errors import DimsumError
 from dimsum_core.progress import TaskProgress
 from dimsum_core.sampling.generate import (
@@ -42,17 +42,6 @@ class FiniteFloat(click.ParamType):
 
 
 FINITE = FiniteFloat()
-
-
-def parse_options(text: tuple[str, ...]) -> dict[str, Any]:
-    """KEY=VALUE pairs, values parsed as YAML (``atol=1e-5``, ``method=rk4``)."""
-    options = {}
-    for item in text:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise DimsumError(f"expected KEY=VALUE, got '{item}'")
-        options[key] = parse_yaml(value)
-    return options
 
 
 def sampling_options(command: Callable) -> Callable:
@@ -123,7 +112,7 @@ def start(checkpoint: Path, n: int, *, sampler: str, steps: int | None, sampler_
     loaded = open_checkpoint(checkpoint, ema=not no_ema, device=info.device, vae=vae)
     if loaded.path != Path(checkpoint).expanduser() and info.is_main:
         click.echo(f"checkpoint: {loaded.path}", err=True)
-    node = {"name": sampler, **parse_options(sampler_opts)}
+    node = {"name": sampler, **parse_assignments(sampler_opts, "--sampler-opt")}
     built, settings = resolve_sampler(node, steps)
     # TF32 is a CUDA matmul mode: elsewhere the run computes in plain float32, so results record fp32
     ran = "fp32" if precision == "tf32" and info.device.type != "cuda" else precision

@@ -7,9 +7,8 @@ from typing import Any
 
 import click
 import torch
-import yaml
 
-from dimsum_core.config.load import parse_yaml
+from dimsum_core.config.load import parse_assignments
 from dimsum_core.errors import DimsumError, RecipeError, ScanError
 from dimsum_core.interfaces.scan import ScanOrder, checked_order
 
@@ -17,20 +16,6 @@ from dimsum_core.interfaces.scan import ScanOrder, checked_order
 MAX_PANELS = 8
 #: above this many tokens the per-step arrows become unreadable: only the line is drawn
 MAX_ARROWS = 1024
-
-
-def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:
-    """``key=value`` pairs (values parsed as YAML, like recipe overrides) to scan arguments."""
-    kwargs: dict[str, Any] = {}
-    for item in settings:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise RecipeError(f"show-scan: --set '{item}' is not key=value (e.g. --set window=4)")
-        try:
-            kwargs[key] = parse_yaml(value) if value else ""
-        except yaml.YAMLError:
-            kwargs[key] = value
-    return kwargs
 
 
 def make_scan(name: str, kwargs: dict[str, Any]) -> ScanOrder:
@@ -135,7 +120,7 @@ def show_scan(name: str, grid: int, height: int | None, width: int | None, layer
       dimsum show-scan local-window --window 2 --height 8 --width 12
       dimsum show-scan hilbert --set variants=8 --period --grid 8
     """
-    kwargs = parse_settings(settings)
+    kwargs = parse_assignments(settings, "show-scan: --set")
     if window is not None:
         kwargs["window"] = window
     scan = make_scan(name, kwargs)

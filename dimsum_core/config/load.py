@@ -155,6 +155,26 @@ def _read_yaml(path: Path, including: tuple[Path, ...] = ()) -> DictConfig:
     return cfg  # type: ignore[return-value]
 
 
+def parse_assignment(item: str, what: str) -> tuple[str, Any]:
+    """One ``key=value`` (a recipe override, ``--sampler-opt``, ``--extractor-opt``, ``show-scan --set``):
+    the value read as YAML (``1e-4`` a number, ``[1, 2]`` a list), kept as text where it is no YAML value,
+    the empty string where it is empty. ``what`` names the option in the error line."""
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise RecipeError(f"{what} '{item}' is not key=value (e.g. train.steps=100)")
+    if not key:
+        raise RecipeError(f"{what} '{item}' has no key")
+    try:
+        return key, parse_yaml(value) if value != "" else ""
+    except yaml.YAMLError:
+        return key, value
+
+
+def parse_assignments(items: list[str] | tuple[str, ...], what: str) -> dict[str, Any]:
+    """``key=value`` items (see :func:`parse_assignment`) as keyword arguments of one component."""
+    return dict(parse_assignment(item, what) for item in items)
+
+
 def apply_overrides(cfg: DictConfig, overrides: list[str], path: str) -> DictConfig:
     """``key=value`` sets (values parsed as YAML), ``~key`` deletes."""
     for item in overrides:
@@ -166,15 +186,7 @@ def apply_overrides(cfg: DictConfig, overrides: list[str], path: str) -> DictCon
                 raise RecipeError(f"{path}: override '{item}': there is no key '{key}' to delete")
             del parent[leaf]
             continue
-        if "=" not in item:
-            raise RecipeError(f"{path}: override '{item}' is not key=value (e.g. train.steps=100)")
-        key, value = item.split("=", 1)
-        if not key:
-            raise RecipeError(f"{path}: override '{item}' has no key")
-        try:
-            parsed = parse_yaml(value) if value != "" else ""
-        except yaml.YAMLError:
-            parsed = value
+        key, parsed = parse_assignment(item, f"{path}: override")
         try:
             OmegaConf.update(cfg, key, parsed, merge=False, force_add=True)
         except OmegaConfBaseException as exc:

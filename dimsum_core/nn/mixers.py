@@ -120,7 +120,7 @@ class Mamba(SequenceMixer):
             nn.init.zeros_(self.cond_proj.bias)
         elif self.cond_proj is not None:
             # Official: the released kernel binding uses cond_proj(c) only as the conv's output buffer,
-            # which the kernel overwrites (spec §2.7), so cond_proj is dead weight that never gets a
+            # which the kernel overwrites (official `CondMamba` in the vendored mamba_simple.py), so cond_proj is dead weight that never gets a
             # gradient. Kept for state-dict and parameter-count parity, frozen so DDP with
             # find_unused_parameters=False does not wait for its gradient.
             self.cond_proj.requires_grad_(False)

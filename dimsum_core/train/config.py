@@ -1,6 +1,6 @@
 """The option groups of the ``train`` job (recipe keys ``train:``, ``checkpoint:``, ``log:``).
 
-Defaults are the official DiMSUM settings (spec §4): AdamW lr 1e-4, no weight decay, betas
+Defaults are the official DiMSUM settings (its `train.py` and `scripts/train.sh`): AdamW lr 1e-4, no weight decay, betas
 (0.9, 0.999), constant LR (``lr_schedule``), gradient clipping 2.0, EMA 0.9999, fp32 with TF32 matmuls.
 """
 

@@ -74,7 +74,7 @@ def _last_good(checkpoint: Path | None) -> str:
 def find_unused_parameters(model: FlowModel, device: torch.device) -> list[str]:
     """Names of trainable parameters that get no gradient from a forward/backward pass.
 
-    The official DiMSUM has such parameters (each Mamba mixer's dead ``cond_proj``, spec §7.2):
+    The official DiMSUM has such parameters (each Mamba mixer's ``cond_proj``, whose output the official kernel overwrites):
     they would make DDP with ``find_unused_parameters=False`` fail, and AdamW skips them anyway.
     """
     g = torch.Generator().manual_seed(0)

@@ -1,6 +1,6 @@
 """Learning-rate schedules: the lr of a step as a pure function of the step.
 
-The official DiMSUM trains at a constant lr (spec §4), the default. Short runs gain a lot from
+The official DiMSUM trains at a constant lr (its `train.py`), the default. Short runs gain a lot from
 annealing to ~0, so ``cosine`` and ``linear`` decay from ``lr`` towards ``lr * min_lr_ratio`` at
 the end of training, after an optional linear warm-up. Being a function of the step (no scheduler
 state), the lr after a resume is the lr the uninterrupted run would have used.
