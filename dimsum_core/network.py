@@ -13,6 +13,9 @@ its shared transformer block, and the DiT and Mamba-only baselines.
                h   = h + gate · MLP(modulate(RMSNorm(h)))
                return h, res          # built on the normalised h, not on res (official)
 
+    Fusion (default ``cross-attention``, :mod:`dimsum_core.nn.fusions`), with y1 spatial and y2 wavelet:
+               proj(concat[attn(q(y1), k(y2), v(y2)), attn(q(y2), k(y1), v(y1))])   (queries swapped)
+
 As in the official code, the final layer reads the last block output and the float32 residual stream is
 discarded; the shared transformer acts on the block output.
 
@@ -229,6 +232,7 @@ class PatchFlowModel(FlowModel):
         self.hidden_size = hidden_size
         self.num_classes = num_classes
         self.grid = input_size // patch_size
+        # x_embedder, pos_embed, t_embedder, y_embedder, final_layer: official (and DiT) state-dict keys
         self.x_embedder = PatchEmbed(in_channels, hidden_size, patch_size)
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid * self.grid, hidden_size),
                                       requires_grad=learnable_pos_embed)
@@ -310,6 +314,7 @@ class DiMSUM(PatchFlowModel):
                      mlp_ratio=mlp_ratio, gated_mlp=gated_mlp)
             for i in range(n_blocks))
         attn_kwargs = dict(num_heads=attn_heads, mlp_ratio=mlp_ratio, gated_mlp=gated_mlp)
+        # `attn_block`: the official key of the one shared transformer block
         if transformer == "shared":
             self.attn_block = DiTBlock(hidden_size, hidden_size, **attn_kwargs)
         elif transformer == "independent":

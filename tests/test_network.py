@@ -281,6 +281,13 @@ def test_a_block_setting_has_one_place(block: object) -> None:
         registry("block")
 
 
+def test_build_refuses_a_setting_the_caller_also_gives() -> None:
+    with pytest.raises(RecipeError, match="fusion 'cross-attention': num_heads is set by what builds the fusion"):
+        build("fusion", {"name": "cross-attention", "num_heads": 8}, 32, num_heads=4)
+    with pytest.raises(RecipeError, match="fusion 'concat' does not take num_heads"):
+        build("fusion", "concat", 32, num_heads=4)
+
+
 def test_validate_refuses_a_block_node(tmp_path: Path) -> None:
     import subprocess
     import sys

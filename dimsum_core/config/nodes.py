@@ -35,8 +35,8 @@ def split_node(node: Any, where: str = "") -> tuple[str, dict[str, Any]]:
 
 def build(kind: str, node: Any, *args: Any, **extra: Any) -> Any:
     """Build the component that ``node`` names. ``args`` and ``extra`` are what the caller supplies
-    (the width of a block; the scans a model gives every block): a setting the caller gives cannot
-    also be given on the node, and the component must take it; either is one :class:`RecipeError`
+    (the width of a fusion; the arguments ``create_model`` gives a model): a setting the caller gives
+    cannot also be given on the node, and the component must take it; either is one :class:`RecipeError`
     line. The node is checked as `dimsum validate` checks it (keys, types, ranges) first."""
     from dimsum_core.config.validate import check_node, recipe_parameters
     from dimsum_core.plugin.manager import registry
@@ -45,8 +45,8 @@ def build(kind: str, node: Any, *args: Any, **extra: Any) -> Any:
     entry = registry(kind).get(name)
     params, _, takes_any = recipe_parameters(entry.factory)
     if both := sorted(set(kwargs) & set(extra)):
-        raise RecipeError(f"{kind} '{name}': {', '.join(both)} is set by what builds the {kind} (for a model's "
-                          f"block: model.{both[0]}); give it there and remove it from the {kind} node")
+        raise RecipeError(f"{kind} '{name}': {', '.join(both)} is set by what builds the {kind}; remove it from "
+                          f"the {kind} node")
     if not takes_any and (untaken := [k for k in extra if k not in params]):
         raise RecipeError(f"{kind} '{name}' does not take {', '.join(untaken)}, which what builds it gives "
                           f"every {kind}; choose a {kind} that takes them")

@@ -12,7 +12,6 @@ from dimsum_core.registry import Registry
 
 @hookimpl
 def dimsum_add_datasets(registry: Registry) -> None:
-    registry.add("image-folder", ImageFolderDataset)
-    registry.add("latents", LatentDataset)
-    registry.add("procedural", ProceduralShapes)
-    registry.add("procedural-scenes", ProceduralScenes)
+    for name, dataset in {"image-folder": ImageFolderDataset, "latents": LatentDataset,
+                          "procedural": ProceduralShapes, "procedural-scenes": ProceduralScenes}.items():
+        registry.add(name, dataset)

@@ -11,6 +11,6 @@ from dimsum_core.study.classifier_features import StudyClassifierFeatures
 
 @hookimpl
 def dimsum_add_features(registry: Registry) -> None:
-    registry.add("inception", TorchFidelityInception)
-    registry.add("random-conv", RandomConvFeatures)
-    registry.add("study-classifier", StudyClassifierFeatures)
+    for name, extractor in {"inception": TorchFidelityInception, "random-conv": RandomConvFeatures,
+                            "study-classifier": StudyClassifierFeatures}.items():
+        registry.add(name, extractor)

@@ -9,6 +9,6 @@ from dimsum_core.registry import Registry
 
 @hookimpl
 def dimsum_add_fusions(registry: Registry) -> None:
-    registry.add("cross-attention", CrossAttentionFusion)
-    registry.add("concat", ConcatFusion)
-    registry.add("sum", SumFusion)
+    for name, fusion in {"cross-attention": CrossAttentionFusion, "concat": ConcatFusion,
+                         "sum": SumFusion}.items():
+        registry.add(name, fusion)

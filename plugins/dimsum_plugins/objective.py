@@ -9,5 +9,5 @@ from dimsum_core.registry import Registry
 
 @hookimpl
 def dimsum_add_objectives(registry: Registry) -> None:
-    registry.add("gvp", gvp)
-    registry.add("linear", linear)
+    for name, objective in {"gvp": gvp, "linear": linear}.items():
+        registry.add(name, objective)

@@ -15,8 +15,6 @@ from dimsum_core.sampling.sde import EulerMaruyamaSampler
 
 @hookimpl
 def dimsum_add_samplers(registry: Registry) -> None:
-    registry.add("ode", ODESampler)
-    registry.add("dopri5", dopri5)
-    registry.add("euler", EulerSampler)
-    registry.add("heun", HeunSampler)
-    registry.add("euler-maruyama", EulerMaruyamaSampler)
+    for name, sampler in {"ode": ODESampler, "dopri5": dopri5, "euler": EulerSampler, "heun": HeunSampler,
+                          "euler-maruyama": EulerMaruyamaSampler}.items():
+        registry.add(name, sampler)

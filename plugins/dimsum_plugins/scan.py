@@ -19,12 +19,7 @@ from dimsum_core.registry import Registry
 
 @hookimpl
 def dimsum_add_scans(registry: Registry) -> None:
-    registry.add("sweep4", Sweep4)
-    registry.add("sweep8", Sweep8)
-    registry.add("zigzag8", Zigzag8)
-    registry.add("jpeg8", Jpeg8)
-    registry.add("bidirectional", Bidirectional)
-    registry.add("local-window", LocalWindowScan)
-    registry.add("window", WindowScan)
-    registry.add("hilbert", Hilbert)
-    registry.add("raster", Raster)
+    for name, scan in {"sweep4": Sweep4, "sweep8": Sweep8, "zigzag8": Zigzag8, "jpeg8": Jpeg8,
+                       "bidirectional": Bidirectional, "local-window": LocalWindowScan,
+                       "window": WindowScan, "hilbert": Hilbert, "raster": Raster}.items():
+        registry.add(name, scan)

@@ -9,5 +9,5 @@ from dimsum_core.registry import Registry
 
 @hookimpl
 def dimsum_add_wavelets(registry: Registry) -> None:
-    registry.add("haar", HaarPacket)
-    registry.add("pywavelets", PyWaveletsPacket)
+    for name, wavelet in {"haar": HaarPacket, "pywavelets": PyWaveletsPacket}.items():
+        registry.add(name, wavelet)
