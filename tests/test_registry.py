@@ -183,3 +183,22 @@ def test_list_plugins_kind_filter() -> None:
     rows = [r for r in json.loads(result.output) if r["status"] == "ok"]
     assert {r["name"] for r in rows} == {"haar", "pywavelets"}
     assert all(r["kind"] == "wavelet" for r in rows)
+
+
+def test_plugin_guide_lists_the_builtin_names_of_every_kind() -> None:
+    """docs/plugins.md tells plugin authors which names are taken; it must name exactly the built-ins."""
+    import re
+    from pathlib import Path
+
+    from dimsum_core.registry import KINDS
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    rows = dict(re.findall(r"^\| (\w+) \| (`[^|]*`) \|$", text, re.M))  # the two-column table
+    assert set(rows) == set(KINDS)
+    for kind, cell in rows.items():
+        documented = set(re.findall(r"`([^`]+)`", cell))
+        builtin = {e.name for e in manager.registry(kind) if e.provenance.distribution == "dimsum"}
+        if "…" in cell:  # size presets elided between the first and the last
+            assert documented <= builtin, kind
+        else:
+            assert documented == builtin, kind
