@@ -16,7 +16,8 @@ from dimsum_core.errors import ScanError
 
 
 class ScanOrder(ABC):
-    """A per-layer permutation of an ``height × width`` token grid."""
+    """A per-layer permutation of an ``height × width`` token grid. A model gives its scans its token grid,
+    ``input_size / patch_size`` on each side; DiMSUM's wavelet branch scans that same grid."""
 
     #: how many distinct orders the cycle over layers has (sweep-4: 4)
     period: int = 1
