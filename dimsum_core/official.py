@@ -1,6 +1,6 @@
 """Reading the official DiMSUM checkpoints (VinAIResearch/DiMSUM `DiM`, `--block-type combined`).
 
-The official state dict uses the same module names as ours, plus four persistent Haar filter
+The official state dict uses the same module names as ours (`dimsum_core/network.py`), plus four persistent Haar filter
 buffers per block (`freq_mamba.dwt.*`, `freq_mamba.idwt.filters`) that our reshape-based Haar does
 not need. Everything about the architecture is inferred from tensor shapes.
 """
