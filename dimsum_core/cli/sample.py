@@ -14,6 +14,7 @@ from rich.table import Table
 
 from dimsum_core.config.load import parse_assignments
 from dimsum_core.errors import DimsumError
+from dimsum_core.nn.precision import PRECISIONS
 from dimsum_core.progress import TaskProgress
 from dimsum_core.sampling.generate import (
     GeneratedBatch,
@@ -63,7 +64,7 @@ def sampling_options(command: Callable) -> Callable:
                      help="samples per forward, per rank"),
         click.option("--no-ema", is_flag=True, help="use the raw weights instead of the EMA"),
         click.option("--vae", type=click.Path(), help="local diffusers AutoencoderKL directory (latent models)"),
-        click.option("--precision", type=click.Choice(["fp32", "tf32", "bf16"]), default="tf32",
+        click.option("--precision", type=click.Choice(PRECISIONS), default="tf32",
                      show_default=True, help="tf32: fp32 with TF32 matmuls on CUDA (official)"),
         click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True),
         click.option("--cuda-graph", is_flag=True,

@@ -6,11 +6,10 @@ batch size and rank count do not change which image index i is. Ranks take every
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -18,11 +17,11 @@ from dimsum_core.cpu_threads import make_room
 from dimsum_core.errors import DimsumError
 from dimsum_core.interfaces.model import FlowModel
 from dimsum_core.interfaces.sampler import Sampler, VelocityFn
+from dimsum_core.nn.precision import Precision, autocast, precision_scope
 from dimsum_core.sampling.cuda_graph import CudaGraphForward
 from dimsum_core.sampling.guidance import GuidedVelocity
 from dimsum_core.sampling.noise import initial_noise, sample_labels, solver_generators
 
-Precision = Literal["fp32", "tf32", "bf16"]
 #: latents (N, C, h, w) -> images (N, 3, H, W) in [-1, 1]
 Decoder = Callable[[torch.Tensor], torch.Tensor]
 
@@ -96,26 +95,13 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return torch.clamp(127.5 * images.float() + 128.0, 0, 255).to(torch.uint8)
 
 
-@contextlib.contextmanager
-def precision_scope(precision: Precision) -> Iterator[None]:
-    """TF32 matmuls for ``tf32`` (official sampling; no effect on CPU), restored on exit."""
-    if precision not in ("fp32", "tf32", "bf16"):
-        raise DimsumError(f"unknown precision '{precision}'; choose fp32, tf32 or bf16")
-    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
-
-
 def _in_precision(velocity: VelocityFn, precision: Precision, device: torch.device) -> VelocityFn:
     """bf16 autocast for the network only; the solver state stays float32."""
     if precision != "bf16":
         return velocity
 
     def bf16_velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=torch.bfloat16):
+        with autocast(precision, device.type):
             return velocity(x, t).float()
 
     return bf16_velocity

@@ -28,6 +28,13 @@ def slot_seeds(seed: int, slot: int, slots: int, step: int) -> tuple[int, int]:
     return ((int(words[0]) << 32 | int(words[1])) & mask, (int(words[2]) << 32 | int(words[3])) & mask)
 
 
+def epoch_permutation(size: int, seed: int, epoch: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The order of ``size`` items in ``epoch``: a fresh permutation drawn from (seed, epoch) alone, so a
+    resumed run knows any epoch's order without replaying the ones before it."""
+    g = torch.Generator(device).manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(size, generator=g, device=device)
+
+
 class GlobalBatchSampler(Sampler[list[int]]):
     """Yields this rank's micro-batches of dataset indices, step after step, from ``start_step`` on.
 
@@ -56,15 +63,11 @@ class GlobalBatchSampler(Sampler[list[int]]):
     def epoch_of(self, step: int) -> int:
         return step // self.steps_per_epoch
 
-    def permutation(self, epoch: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(self.size, generator=g)
-
     def __iter__(self) -> Iterator[list[int]]:
         step = self.start_step
         while True:
             epoch, position = divmod(step, self.steps_per_epoch)
-            perm = self.permutation(epoch)
+            perm = epoch_permutation(self.size, self.seed, epoch)
             for k in range(position, self.steps_per_epoch):
                 batch = perm[k * self.global_batch:(k + 1) * self.global_batch]
                 for j in range(self.grad_accum):

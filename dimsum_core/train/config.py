@@ -20,9 +20,9 @@ from dimsum_core.config.spec import (
     UnitInterval,
 )
 from dimsum_core.errors import RecipeError
+from dimsum_core.nn.precision import Precision
 from dimsum_core.train.schedule import LrSchedule, lr_at
 
-Precision = Literal["fp32", "tf32", "bf16"]
 Device = Literal["auto", "cpu", "cuda"]
 
 

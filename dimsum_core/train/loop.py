@@ -11,6 +11,7 @@ import contextlib
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,14 +31,15 @@ from dimsum_core.interfaces.dataset import ImageDataset
 from dimsum_core.interfaces.model import FlowModel
 from dimsum_core.interfaces.objective import Objective
 from dimsum_core.models import create_model
+from dimsum_core.nn.precision import precision_scope
 from dimsum_core.progress import TaskProgress
 from dimsum_core.train import distributed as dist_utils
 from dimsum_core.train.batches import GlobalBatchSampler, slot_seeds
 from dimsum_core.train.config import CheckpointConfig, LogConfig, TrainConfig, as_config
-from dimsum_core.train.ema import create_ema, update_ema
 from dimsum_core.train.metrics import MetricsLog
 from dimsum_core.train.out_dir import check_out_dir, locked_out_dir
 from dimsum_core.train.preview import SampleGrid
+from dimsum_core.train.step import TrainStep
 from dimsum_core.train.stop import StopRequest, ignore_stop_signals
 
 STATE_FORMAT = 1
@@ -69,33 +71,6 @@ class TrainResult:
 def _last_good(checkpoint: Path | None) -> str:
     return (f" (last good checkpoint: {checkpoint or 'none'}); lower train.lr or train.grad_clip, or use "
             f"train.precision=fp32, then resume")
-
-
-def find_unused_parameters(model: FlowModel, device: torch.device) -> list[str]:
-    """Names of trainable parameters that get no gradient from a forward/backward pass.
-
-    The official DiMSUM has such parameters (each Mamba mixer's ``cond_proj``, whose output the official kernel overwrites):
-    they would make DDP with ``find_unused_parameters=False`` fail, and AdamW skips them anyway.
-    """
-    g = torch.Generator().manual_seed(0)
-    n = 2
-    x = torch.randn(n, model.in_channels, model.input_size, model.input_size, generator=g).to(device)
-    t = torch.rand(n, generator=g).to(device)
-    y = torch.zeros(n, dtype=torch.long, device=device) if model.num_classes > 0 else None
-    was_training = model.training
-    model.train()
-    model(x, t, y).square().mean().backward()
-    unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
-    return unused
-
-
-def _precision_setup(precision: str) -> None:
-    # TF32 for float32 matmuls/convs, as the paper trains; "fp32" switches it off
-    tf32 = precision in ("tf32", "bf16")
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
 
 
 def _loader_error(exc: Exception) -> DimsumError:
@@ -155,8 +130,8 @@ class Trainer:
         factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         return int(self.vae.config.latent_channels), data.resolution // factor
 
-    def _resume(self, info: dist_utils.DistInfo, model: FlowModel, ema: torch.nn.Module,
-                optimizer: torch.optim.Optimizer) -> tuple[Path | None, dict[str, Any] | None]:
+    def _choose_checkpoint(self, info: dist_utils.DistInfo,
+                           train_step: TrainStep) -> tuple[Path | None, dict[str, Any] | None]:
         """Load the checkpoint to continue from, or (None, None) for a fresh start.
 
         ``auto`` tries the run's checkpoints newest first. A damaged one (a file missing, truncated,
@@ -164,7 +139,7 @@ class Trainer:
         ``NNNNNNN.damaged`` once an older one loads, so no later save writes over it; when none loads,
         the run stops rather than start over beside them."""
         choice = self.ckpt_cfg.resume
-        say = self.console.print if info.is_main else (lambda *a, **k: None)
+        say = self._say(info)
         if choice == "never":
             existing = ckpt.training_checkpoints(self.out_dir)
             if existing:
@@ -174,7 +149,7 @@ class Trainer:
             return None, None
         if choice != "auto":
             path = Path(choice).expanduser()
-            state = self._load_checkpoint(path, model, ema, optimizer)
+            state = self._load_checkpoint(path, train_step)
             newer = [p for p in ckpt.training_checkpoints(self.out_dir) if int(p.name) > state["step"]]
             if newer:
                 raise CheckpointError(
@@ -184,7 +159,7 @@ class Trainer:
         skipped: list[tuple[Path, str]] = []
         for directory in reversed(ckpt.training_checkpoints(self.out_dir)):
             try:
-                state = self._load_checkpoint(directory, model, ema, optimizer)
+                state = self._load_checkpoint(directory, train_step)
             except CheckpointError as exc:
                 skipped.append((directory, str(exc)))
                 continue
@@ -200,8 +175,8 @@ class Trainer:
                                   f"{newest.parent} away or use a new out_dir)")
         return None, None
 
-    def _load_checkpoint(self, directory: Path, model: FlowModel, ema: torch.nn.Module,
-                         optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    def _load_checkpoint(self, directory: Path, train_step: TrainStep) -> dict[str, Any]:
+        model, ema, optimizer = train_step.model, train_step.ema, train_step.optimizer
         saved_config = ckpt.read_model_config(directory)
         try:
             ckpt.load_state_checked(model, ckpt.read_weights(directory / ckpt.MODEL_WEIGHTS),
@@ -250,11 +225,25 @@ class Trainer:
             ) from None
 
     def _run(self, info: dist_utils.DistInfo, held: contextlib.ExitStack) -> TrainResult:
-        """``held`` keeps the out_dir lock and the signal handlers until the run ends."""
-        cfg, device = self.cfg, info.device
-        say = self.console.print if info.is_main else (lambda *a, **k: None)
+        """``held`` keeps the out_dir lock, the TF32 flags and the signal handlers until the run ends."""
         check_out_dir(self.out_dir)
-        _precision_setup(cfg.precision)
+        held.enter_context(precision_scope(self.cfg.precision, training=True))
+        data, train_step = self._set_up(info)
+        resume_from, step = self._resume(info, held, train_step)
+        if step >= self.cfg.steps:
+            self._say(info)(f"nothing to do: {resume_from} is at step {step} and train.steps={self.cfg.steps} "
+                            f"(raise train.steps to train longer)", highlight=False)
+            return TrainResult(step, math.nan, resume_from, train_step.frozen, trained=False)
+        return self._loop(info, held, data, train_step, resume_from, step)
+
+    def _say(self, info: dist_utils.DistInfo) -> Callable[..., None]:
+        """Print on rank 0; the other ranks would only repeat it."""
+        return self.console.print if info.is_main else (lambda *a, **k: None)
+
+    def _set_up(self, info: dist_utils.DistInfo) -> tuple[ImageDataset, TrainStep]:
+        """The VAE, the data, the objective, the model (the same initial weights on every rank) and its
+        optimizer state, each checked against the others."""
+        device, say = info.device, self._say(info)
         self.vae = None
         if self.vae_path is not None:
             from dimsum_core.vae import load_vae
@@ -277,34 +266,34 @@ class Trainer:
                    else "model.num_classes=0 train.label_dropout=0 (unconditional)")
             say(f"[yellow]warning: model.num_classes={model.num_classes} but the data has {has}: labels "
                 f"{used}..{model.num_classes - 1} are never trained and sample as noise; set {fix}")
-        frozen = find_unused_parameters(model, device)
-        for name, p in model.named_parameters():
-            if name in frozen:
-                p.requires_grad_(False)
-        ema = create_ema(model)
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=tuple(cfg.betas), eps=1e-8,
-                                      weight_decay=cfg.weight_decay)
+        return data, TrainStep(model, objective, self.cfg, device, micro_batches=self.cfg.grad_accum)
 
+    def _resume(self, info: dist_utils.DistInfo, held: contextlib.ExitStack,
+                train_step: TrainStep) -> tuple[Path | None, int]:
+        """Lock the out_dir (rank 0) and load the checkpoint to continue from: (it or None, its step)."""
+        say = self._say(info)
         if info.is_main:
             held.enter_context(locked_out_dir(self.out_dir))
             for stale in ckpt.remove_temporaries(self.out_dir / ckpt.CHECKPOINTS):
                 say(f"removed {stale.name}, a checkpoint an interrupted run did not finish writing", highlight=False)
         dist_utils.barrier(info)  # no rank reads checkpoints before the lock is held
-        resume_from, state = self._resume(info, model, ema, optimizer)
-        step = 0
-        if state is not None:
-            step = int(state["step"])
-            if step >= cfg.steps:
-                say(f"nothing to do: {resume_from} is at step {step} and train.steps={cfg.steps} "
-                    f"(raise train.steps to train longer)", highlight=False)
-                return TrainResult(step, math.nan, resume_from, frozen, trained=False)
+        resume_from, state = self._choose_checkpoint(info, train_step)
+        if state is None:
+            return None, 0
+        step = int(state["step"])
+        if step < self.cfg.steps:
             saved = state.get("sampler", {})
-            if saved.get("global_batch_size") not in (None, cfg.global_batch_size):
+            if saved.get("global_batch_size") not in (None, self.cfg.global_batch_size):
                 say(f"[yellow]warning: global batch size changed ({saved['global_batch_size']} -> "
-                    f"{cfg.global_batch_size}); the data order differs from the original run")
+                    f"{self.cfg.global_batch_size}); the data order differs from the original run")
             say(f"resumed from {resume_from} at step {step}")
+        return resume_from, step
 
+    def _loop(self, info: dist_utils.DistInfo, held: contextlib.ExitStack, data: ImageDataset,
+              train_step: TrainStep, resume_from: Path | None, step: int) -> TrainResult:
+        """Train from ``step`` to train.steps: log, save, sample grids, stop together on a signal."""
+        cfg, device, say = self.cfg, info.device, self._say(info)
+        model, frozen = train_step.model, train_step.frozen
         sampler = GlobalBatchSampler(len(data), cfg.global_batch_size, rank=info.rank, world_size=info.world_size,
                                      grad_accum=cfg.grad_accum, seed=self.seed, start_step=step)
         loader = DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers,
@@ -312,12 +301,11 @@ class Trainer:
                             worker_init_fn=ignore_stop_signals)
         slots = info.world_size * cfg.grad_accum
 
-        net: torch.nn.Module = model
         if info.distributed:
-            net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                          find_unused_parameters=False)
+            train_step.net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                                     find_unused_parameters=False)
         if cfg.compile:
-            net = torch.compile(net)
+            train_step.net = torch.compile(train_step.net)
 
         n_params = sum(p.numel() for p in model.parameters())
         say(f"model {model.config().get('name')}: {n_params / 1e6:.2f}M parameters"
@@ -336,8 +324,6 @@ class Trainer:
             metrics.write(step, {"event": "resume", "from": str(resume_from)})
         grid = self._sample_grid(model, data) if info.is_main else None
 
-        autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16"
-                    else contextlib.nullcontext())
         generator = torch.Generator(device)
         batches = iter(loader)
         last_saved: Path | None = resume_from
@@ -355,18 +341,13 @@ class Trainer:
                     if device.type == "cpu":
                         make_room()  # threads follow the cores other processes leave free
                     started = time.perf_counter()
-                    lr = cfg.lr_for(step, cfg.steps)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                    loss, grad_norm = self._train_step(net, model, objective, optimizer, batches, generator,
-                                                       autocast, info, step, slots)
+                    lr = train_step.set_lr(step, cfg.steps)
+                    loss, grad_norm = self._train_step(train_step, batches, generator, info, step, slots)
                     problem = self._divergence(loss, grad_norm)
                     if problem:
                         raise TrainingDiverged(f"training stopped: {problem} at step {step + 1}; nothing was "
                                                f"saved from it{_last_good(last_saved)}")
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    update_ema(ema, model, cfg.ema_decay)
+                    train_step.apply()
                     interval_time += time.perf_counter() - started  # img/s leaves out saving and sampling
                     step += 1
                     interval_loss += loss
@@ -381,18 +362,16 @@ class Trainer:
                                                  "img_per_s": speed, "epoch": sampler.epoch_of(step - 1)})
                         interval_loss, interval_steps, interval_time = 0.0, 0, 0.0
                     if step % self.ckpt_cfg.every == 0 or step == cfg.steps:
-                        last_saved = self._save(info, model, ema, optimizer, sampler, step, frozen, objective,
-                                                autocast, last_saved)
+                        last_saved = self._save(info, train_step, sampler, step, last_saved)
                         progress.print(f"saved {last_saved}")
                     every = self.log_cfg.sample_every
                     if grid is not None and (step == cfg.steps and every >= 0 or every > 0 and step % every == 0):
-                        path = grid(ema, self.out_dir / "samples" / f"{ckpt.checkpoint_name(step)}.png")
+                        path = grid(train_step.ema, self.out_dir / "samples" / f"{ckpt.checkpoint_name(step)}.png")
                         if metrics is not None:
                             metrics.write(step, {"samples": str(path)})
                     if step < cfg.steps and not dist_utils.all_ok(stop.signal is None, info):
                         if last_saved is None or last_saved.name != ckpt.checkpoint_name(step):
-                            last_saved = self._save(info, model, ema, optimizer, sampler, step, frozen,
-                                                    objective, autocast, last_saved)
+                            last_saved = self._save(info, train_step, sampler, step, last_saved)
                         raise TrainingInterrupted(f"stopped by {stop.signal or 'a signal to another rank'} at "
                                                   f"step {step}; saved {last_saved}: a re-run resumes from it")
         finally:
@@ -400,8 +379,7 @@ class Trainer:
                 metrics.close()
         return TrainResult(step, last_loss, last_saved, frozen)
 
-    def _train_step(self, net: torch.nn.Module, model: FlowModel, objective: Objective,
-                    optimizer: torch.optim.Optimizer, batches: Any, generator: torch.Generator, autocast: Any,
+    def _train_step(self, train_step: TrainStep, batches: Any, generator: torch.Generator,
                     info: dist_utils.DistInfo, step: int, slots: int) -> tuple[float, float]:
         """Forward/backward over this rank's micro-batches; returns (mean loss over ranks, grad norm)."""
         cfg, device = self.cfg, info.device
@@ -420,27 +398,9 @@ class Trainer:
                 from dimsum_core.vae import encode
 
                 x1 = encode(self.vae, x1, generator)
-            n = x1.shape[0]
-            x0 = torch.randn(x1.shape, generator=generator, device=device)
-            t = objective.sample_t(n, generator=generator, device=device)
-            if cfg.label_dropout > 0:
-                drop = torch.rand(n, generator=generator, device=device) < cfg.label_dropout
-                y = torch.where(drop, torch.full_like(y, model.num_classes), y)
-            x_t, u_t = objective.path(x0, x1, t)
-            self._last_batch = (x_t, t, y if model.num_classes > 0 else None, u_t)
-            sync = (contextlib.nullcontext() if j == cfg.grad_accum - 1 or not info.distributed
-                    else net.no_sync())  # type: ignore[operator]
-            with sync:
-                with autocast:
-                    prediction = net(x_t, t, y if model.num_classes > 0 else None)
-                loss = objective.loss(prediction, u_t).mean() / cfg.grad_accum
-                loss.backward()
-            total += loss.detach()
-        params = [p for p in model.parameters() if p.requires_grad]
-        if cfg.grad_clip is not None and cfg.grad_clip > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        else:
-            grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
+            # DDP all-reduces the gradients once, after the step's last micro-batch
+            total += train_step.micro_batch(x1, y, generator, sync=j == cfg.grad_accum - 1 or not info.distributed)
+        grad_norm = train_step.clip()
         loss_mean = dist_utils.mean_over_ranks(total, info)
         return float(loss_mean.item()), float(grad_norm.item())
 
@@ -477,23 +437,23 @@ class Trainer:
         return None
 
     @torch.no_grad()
-    def _probe_loss(self, model: FlowModel, objective: Objective, autocast: Any, info: dist_utils.DistInfo) -> float:
+    def _probe_loss(self, train_step: TrainStep, info: dist_utils.DistInfo) -> float:
         """The loss of the current weights on the last micro-batch (dropout off): what a checkpoint of them
         would resume from. Touches no random state, so resumed runs stay bitwise identical."""
-        x_t, t, y, u_t = self._last_batch
+        model = train_step.model
+        x_t, t, y, u_t = train_step.last_batch
         model.eval()
-        with autocast:
+        with train_step.autocast:
             prediction = model(x_t, t, y)
         model.train()
-        loss = objective.loss(prediction, u_t).mean()
+        loss = train_step.objective.loss(prediction, u_t).mean()
         return float(dist_utils.mean_over_ranks(loss, info).item())
 
-    def _save(self, info: dist_utils.DistInfo, model: FlowModel, ema: torch.nn.Module,
-              optimizer: torch.optim.Optimizer, sampler: GlobalBatchSampler, step: int, frozen: list[str],
-              objective: Objective, autocast: Any, last_saved: Path | None) -> Path:
+    def _save(self, info: dist_utils.DistInfo, train_step: TrainStep, sampler: GlobalBatchSampler, step: int,
+              last_saved: Path | None) -> Path:
         """Rank 0 writes the checkpoint atomically, if its weights still give a sane loss; every rank
         learns whether it worked."""
-        problem = self._divergence(self._probe_loss(model, objective, autocast, info), 0.0)
+        problem = self._divergence(self._probe_loss(train_step, info), 0.0)
         if problem:
             raise TrainingDiverged(f"training stopped: with the weights of step {step} the {problem}; they were "
                                    f"not saved{_last_good(last_saved)}")
@@ -502,17 +462,17 @@ class Trainer:
         if info.is_main:
             state = {
                 "format": STATE_FORMAT, "step": step, "epoch": sampler.epoch_of(step),
-                "optimizer": optimizer.state_dict(),
+                "optimizer": train_step.optimizer.state_dict(),
                 "sampler": {"seed": self.seed, "global_batch_size": self.cfg.global_batch_size,
                             "steps_per_epoch": sampler.steps_per_epoch,
                             "position": step % sampler.steps_per_epoch},
                 # every random number of a step derives from (seed, slot, step): nothing else to restore
                 "rng": {"scheme": "per-step", "seed": self.seed, "slots": info.world_size * self.cfg.grad_accum},
-                "frozen": list(frozen),
+                "frozen": list(train_step.frozen),
             }
 
             def write(tmp: Path) -> None:
-                ckpt.write_weights(tmp, model, ema)
+                ckpt.write_weights(tmp, train_step.model, train_step.ema)
                 if self.recipe_yaml is not None:
                     (tmp / ckpt.RECIPE).write_text(self.recipe_yaml)
                 ckpt.write_train_state(tmp, state)
