@@ -66,7 +66,7 @@ def test_a_count_the_user_chose_is_kept(monkeypatch, threads):
 
 def test_a_study_names_the_cpu_the_same_whatever_threads_it_has_now(threads):
     """The study compares its settings between invocations; make_room must not make them differ."""
-    from dimsum_core.study.driver import _device_name
+    from convergence.driver import _device_name
 
     name = _device_name(torch.device("cpu"))
     torch.set_num_threads(1)

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from dimsum_core.config.nodes import build
-from dimsum_core.data.scenes import SHAPE_NAMES, ProceduralScenes
-from dimsum_core.errors import CheckpointError, DataError, RecipeError
-from dimsum_core.study import driver
-from dimsum_core.study.arms import ARMS, load_arm, parse_arms, scoped_overrides
-from dimsum_core.study.classifier import (
+from convergence import driver
+from convergence.arms import ARMS, load_arm, parse_arms, scoped_overrides
+from convergence.classifier import (
     ClassifierConfig,
     SceneClassifier,
     accuracy,
@@ -23,9 +24,14 @@ from dimsum_core.study.classifier import (
     save_classifier,
     train_classifier,
 )
-from dimsum_core.study.data import decode, load_split
-from dimsum_core.study.report import Estimate, accuracy_at_chance, at_seconds, compare, verdict
-from dimsum_core.study.runner import eval_steps
+from convergence.data import decode, load_split
+from convergence.features import register
+from convergence.report import Estimate, accuracy_at_chance, at_seconds, compare, verdict
+from convergence.runner import eval_steps
+from dimsum_core.config.nodes import build
+from dimsum_core.data.scenes import SHAPE_NAMES, ProceduralScenes
+from dimsum_core.errors import CheckpointError, DataError, RecipeError
+from dimsum_core.plugin import manager
 
 # every arm shrunk to a few-second CPU run: 16 px, width 64 (the wavelet branch needs 32 = 2 x 16), depth 2
 TINY = ["data.size=384", "data.resolution=16", "model.input_size=16", "model.hidden_size=64", "model.depth=2",
@@ -44,6 +50,22 @@ def _study_args(out, doc, *extra: str) -> list[str]:
     for item in TINY_CLASSIFIER:
         args += ["--classifier-set", item]
     return args
+
+
+def test_the_core_imports_nothing_of_the_study():
+    """A model build, the CLI and the built-in plugins load no module of the study, and no built-in is
+    the study's (a fresh process: this one has imported the study; the study is importable there, so an
+    import of it would succeed and show)."""
+    code = ("import sys\n"
+            "from dimsum_core import create_model, registry\n"
+            "import dimsum_core.cli.main\n"
+            "create_model('dimsum-S/2', input_size=16, depth=2)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'convergence' or m.startswith('dimsum_core.study')))\n"
+            "print('study-classifier' in registry('feature'))\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "benchmarks")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "False"]
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -107,6 +129,8 @@ def test_classifier_trains_and_round_trips_as_a_feature_plugin(tmp_path):
     save_classifier(tmp_path / "clf", model, report)
     loaded, loaded_report = load_classifier(tmp_path / "clf")
     assert loaded_report == report
+    register()  # the study's plugin, registered at run time
+    register()  # once: a second call changes nothing
     extractor = build("feature", {"name": "study-classifier", "path": str(tmp_path / "clf")})
     features, logits = extractor.features_and_logits(val.images[:10])
     assert features.shape == (10, 16) and extractor.dim == 16 and logits.shape == (10, 2)
@@ -160,7 +184,7 @@ def test_eval_steps_and_verdicts():
 
 
 # -- the whole study, two arms, few steps ---------------------------------------------------------
-def test_two_arm_study_end_to_end(tmp_path, capsys):
+def test_two_arm_study_end_to_end(tmp_path, capsys, monkeypatch):
     out, doc = tmp_path / "out", tmp_path / "docs" / "study.md"
     assert driver.main(_study_args(out, doc)) == 0
     results = driver.load_results(out)
@@ -190,6 +214,16 @@ def test_two_arm_study_end_to_end(tmp_path, capsys):
     doc.unlink()
     assert driver.main(["--out", str(out), "--doc", str(doc), "--render-only"]) == 0
     assert doc.read_text() == text
+
+    # `benchmarks/study.py eval` is `dimsum eval` with the study's classifier registered (in a process that
+    # has not registered it yet): the validation split scored against itself
+    monkeypatch.setattr(manager, "_MANAGER", None)
+    npz, result = out / "val_images.npz", tmp_path / "eval.json"
+    assert driver.main(["eval", "--samples", str(npz), "--ref", str(npz), "--metrics", "fid", "--device", "cpu",
+                        "--extractor", "study-classifier", "--extractor-opt", f"path={out / 'classifier'}",
+                        "--cache-dir", str(tmp_path / "cache"), "--out", str(result)]) == 0
+    assert json.loads(result.read_text())["metrics"]["fid"] == pytest.approx(0, abs=1e-3)
+    assert "python benchmarks/study.py eval runs/study/train/dimsum/checkpoints/<step>" in text
 
     # other settings in the same folder are refused with a one-line error
     capsys.readouterr()
@@ -229,7 +263,7 @@ def test_accuracy_at_chance_is_left_out_of_verdicts():
 def test_runner_follows_the_lr_schedule(tmp_path, monkeypatch):
     from PIL import Image
 
-    from dimsum_core.study.runner import train_arm
+    from convergence.runner import train_arm
     from dimsum_core.train.schedule import lr_at
 
     arm = load_arm("dit", [*TINY, "train.lr_schedule=cosine", "train.warmup_steps=2", "train.lr=1e-3"])
@@ -248,3 +282,26 @@ def test_runner_follows_the_lr_schedule(tmp_path, monkeypatch):
     assert run.steps == 6
     expected = [lr_at(s, lr=1e-3, total_steps=6, schedule="cosine", warmup_steps=2) for s in range(6)]
     assert seen == pytest.approx(expected) and seen[1] == pytest.approx(1e-3) and seen[-1] < 2e-4
+
+
+def test_runner_keeps_the_parameters_a_model_fixed_fixed(monkeypatch):
+    """DiT's sin-cos pos_embed is fixed by the model (requires_grad=False): the study's step keeps it so,
+    as `dimsum run` does, instead of training every parameter that is not dead."""
+    from PIL import Image
+
+    from convergence import runner
+    from dimsum_core.models import create_model
+
+    built = []
+
+    def keep(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        built.append(create_model(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(runner, "create_model", keep)
+    arm = load_arm("dit", TINY)
+    train = load_split({"name": "procedural-scenes", "resolution": 16, "size": 32, "split": "train", "seed": 0})
+    evaluator = lambda ema, objective: ({"val_loss": 1.0}, Image.new("RGB", (2, 2)))  # noqa: E731
+    runner.train_arm(arm, 0, 32, 32, train, evaluator, torch.device("cpu"), lambda *a: None)
+    fixed = create_model(arm.model).pos_embed
+    assert not built[0].pos_embed.requires_grad and torch.equal(built[0].pos_embed, fixed)

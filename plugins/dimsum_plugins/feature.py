@@ -6,11 +6,9 @@ from dimsum_core.metrics.inception import TorchFidelityInception
 from dimsum_core.metrics.random_conv import RandomConvFeatures
 from dimsum_core.plugin import hookimpl
 from dimsum_core.registry import Registry
-from dimsum_core.study.classifier_features import StudyClassifierFeatures
 
 
 @hookimpl
 def dimsum_add_features(registry: Registry) -> None:
-    for name, extractor in {"inception": TorchFidelityInception, "random-conv": RandomConvFeatures,
-                            "study-classifier": StudyClassifierFeatures}.items():
+    for name, extractor in {"inception": TorchFidelityInception, "random-conv": RandomConvFeatures}.items():
         registry.add(name, extractor)

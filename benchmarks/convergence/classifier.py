@@ -26,7 +26,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dimsum_core.errors import CheckpointError
-from dimsum_core.study.data import Split, decode
+
+from .data import Split, decode
 
 WEIGHTS = "classifier.safetensors"
 REPORT = "classifier.json"

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from dimsum_core.errors import DimsumError
-from dimsum_core.study.arms import ARMS
+
+from .arms import ARMS
 
 #: metric key -> (label, lower is better)
 METRICS = {
@@ -312,7 +313,7 @@ def render(results: dict[str, Any], doc: Path) -> None:
     add("# one arm the ordinary way (checkpoints), then score it against the validation split: with the study")
     add("# classifier, or with Inception (FID; needs the torch-fidelity weights, drop the --extractor options)")
     add("dimsum run recipes/study/dimsum.yaml")
-    add(f"dimsum eval runs/study/train/dimsum/checkpoints/<step> --ref {s['out']}/val_images.npz --n 5000 "
+    add(f"python benchmarks/study.py eval runs/study/train/dimsum/checkpoints/<step> --ref {s['out']}/val_images.npz --n 5000 "
         f"--metrics fid,kid --extractor study-classifier --extractor-opt path={s['out']}/classifier")
     add("```")
     doc.parent.mkdir(parents=True, exist_ok=True)

@@ -23,10 +23,12 @@ from dimsum_core.config.nodes import build
 from dimsum_core.interfaces.model import FlowModel
 from dimsum_core.interfaces.objective import Objective
 from dimsum_core.metrics.frechet import FeatureStats, feature_stats, fid_from_stats
-from dimsum_core.sampling.generate import Precision, generate
+from dimsum_core.nn.precision import Precision, autocast
+from dimsum_core.sampling.generate import generate
 from dimsum_core.sampling.outputs import grid_picture
-from dimsum_core.study.classifier import SceneClassifier
-from dimsum_core.study.data import Split, decode
+
+from .classifier import SceneClassifier
+from .data import Split, decode
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ class StudyEvaluator:
                 t = torch.full((len(x1),), t_value, device=self.device)
                 x_t, u_t = objective.path(x0, x1, t)
                 y = None if y_all is None else y_all[start:start + bs]
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                with autocast(self.precision, self.device.type):
                     prediction = model(x_t, t, y)
                 total += float(objective.loss(prediction, u_t).sum())
             per_t.append(total / len(self.x1))

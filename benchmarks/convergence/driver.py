@@ -28,14 +28,17 @@ from omegaconf import OmegaConf
 from dimsum_core.config.load import apply_overrides
 from dimsum_core.config.nodes import plain
 from dimsum_core.errors import DimsumError, RecipeError
-from dimsum_core.study.arms import STUDY_RECIPES, Arm, load_arm, parse_arms
-from dimsum_core.study.classifier import ClassifierConfig, load_classifier, save_classifier, train_classifier
-from dimsum_core.study.data import Split, load_split, split_node_for
-from dimsum_core.study.evaluation import EvalSettings, StudyEvaluator
-from dimsum_core.study.report import render
-from dimsum_core.study.runner import train_arm
 from dimsum_core.train.config import as_config
 
+from .arms import STUDY_RECIPES, Arm, load_arm, parse_arms
+from .classifier import ClassifierConfig, load_classifier, save_classifier, train_classifier
+from .data import Split, load_split, split_node_for
+from .evaluation import EvalSettings, StudyEvaluator
+from .report import render
+from .runner import train_arm
+
+#: the study's command line, which workers run again
+SCRIPT = Path(__file__).resolve().parents[1] / "study.py"
 RESULTS = "results.json"
 RUNS = "runs"
 FORMAT = 2
@@ -49,7 +52,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                "  python benchmarks/study.py --arms all --images 200000 --seeds 2 --eval-every 50000 --out runs/study\n"
                "  python benchmarks/study.py --arms dimsum,dit --images 100000 --seeds 1 --eval-every 25000\n"
                "  python benchmarks/study.py --out runs/study --render-only\n"
-               "  python benchmarks/study.py --arms dimsum,dit --set model.depth=4 --set dit:model.num_heads=4 ...")
+               "  python benchmarks/study.py --arms dimsum,dit --set model.depth=4 --set dit:model.num_heads=4 ...\n"
+               "  python benchmarks/study.py eval CHECKPOINT --ref runs/study/val_images.npz --extractor study-classifier "
+               "--extractor-opt path=runs/study/classifier\n"
+               "      (`dimsum eval` with the study's classifier registered as the study-classifier extractor)")
     p.add_argument("--arms", default="all", help="'all' or a comma-separated list of arms (recipes/study/<arm>.yaml)")
     p.add_argument("--images", type=int, default=200_000, help="training images per run (the same for every arm)")
     p.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1 per arm")
@@ -113,7 +119,7 @@ def _claim(out: Path, key: str) -> bool:
 def _run_workers(args: argparse.Namespace, argv: list[str]) -> None:
     for stale in (args.out / RUNS).glob("*.claim"):  # left by a killed run; its run restarts
         stale.unlink()
-    command = [sys.executable, "-m", "dimsum_core.study.driver", *argv, "--worker"]
+    command = [sys.executable, str(SCRIPT), *argv, "--worker"]
     # several processes share the cores: idle OpenMP threads sleep (see dimsum_core/__init__.py)
     env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ}
     workers = [subprocess.Popen(command, env=env) for _ in range(args.jobs)]
@@ -308,8 +314,24 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     return results
 
 
+def evaluate(argv: list[str]) -> int:
+    """``dimsum eval ARGV`` with the study's classifier registered as the ``study-classifier`` extractor."""
+    from dimsum_core.cli.main import cli
+
+    from .features import register
+
+    register()
+    try:
+        cli.main(["eval", *argv], prog_name="benchmarks/study.py")
+    except SystemExit as exc:  # click's standalone mode ends every command with one (code 0 on success)
+        return int(exc.code or 0)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["eval"]:
+        return evaluate(argv[1:])
     args = parse_args(argv)
     try:
         if args.render_only:
@@ -323,6 +345,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,14 +2,25 @@
 
 Its features are the classifier's penultimate activations; its logits give an "Inception Score" in
 the classifier's classes. Values are only comparable between runs that use the same classifier.
+
+The core knows nothing of the study: ``python benchmarks/study.py eval ...`` registers this plugin
+at run time (:func:`register`), then runs ``dimsum eval``.
 """
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from dimsum_core.interfaces.feature import FeatureExtractor
-from dimsum_core.study.classifier import load_classifier
+from dimsum_core.plugin import hookimpl
+from dimsum_core.plugin.manager import get_manager
+from dimsum_core.registry import Provenance
+
+from .classifier import load_classifier
+
+PLUGIN = "study"
 
 
 class StudyClassifierFeatures(FeatureExtractor):
@@ -30,3 +41,15 @@ class StudyClassifierFeatures(FeatureExtractor):
     def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.classifier.features(self._inputs(images))
         return features, self.classifier.head(features)
+
+
+@hookimpl
+def dimsum_add_features(registry):  # noqa: ANN001 - pluggy hook
+    registry.add("study-classifier", StudyClassifierFeatures)
+
+
+def register() -> None:
+    """Register ``study-classifier`` with this process's plugins (idempotent)."""
+    manager = get_manager()
+    if not any(p.plugin == PLUGIN for p in manager.loaded):
+        manager.register(sys.modules[__name__], Provenance(PLUGIN, "benchmarks/study.py", "-"))

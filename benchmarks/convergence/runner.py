@@ -1,0 +1,120 @@
+"""Training one arm for a fixed number of images, evaluating at fixed image counts.
+
+The training step is ``dimsum run``'s (:class:`dimsum_core.train.step.TrainStep`: AdamW and its lr
+schedule, gradient clipping, EMA of every parameter, label dropout for guidance, bf16 autocast,
+parameters that get no gradient frozen), and so is the epoch order; the loop around it is lean for
+short runs on one device: the whole train split lives on the device as uint8, batches are drawn by
+index, and nothing is written but the curve.
+
+Time is measured on the training steps only (the device is synchronised before the clock is read
+around each evaluation), so ``train_seconds`` is comparable across arms however long evaluation takes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+
+from dimsum_core.config.nodes import build
+from dimsum_core.errors import DimsumError
+from dimsum_core.flops import count_macs
+from dimsum_core.models import create_model
+from dimsum_core.nn.precision import precision_scope
+from dimsum_core.train.batches import epoch_permutation, slot_seeds
+from dimsum_core.train.step import TrainStep
+
+from .arms import Arm
+from .data import Split, decode
+from .evaluation import StudyEvaluator
+
+
+@dataclass
+class ArmRun:
+    arm: str
+    seed: int
+    params: int
+    #: multiply-adds of one forward pass of one image (billions), as `dimsum info` counts them
+    gmacs: float
+    steps: int
+    batch_size: int
+    curve: list[dict[str, Any]] = field(default_factory=list)
+
+
+def eval_steps(total_steps: int, batch_size: int, eval_every_images: int) -> list[int]:
+    """Steps after which to evaluate: every ``eval_every_images`` images (rounded up to whole steps)
+    and at the end."""
+    every = max(1, math.ceil(eval_every_images / batch_size))
+    return sorted({*range(every, total_steps + 1, every), total_steps})
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_arm(arm: Arm, seed: int, images: int, eval_every_images: int, train: Split,
+              evaluator: StudyEvaluator, device: torch.device,
+              on_eval: Callable[[ArmRun, dict[str, Any], Image.Image], None]) -> ArmRun:
+    """Train ``arm`` from scratch with ``seed`` on ``train`` (on ``device``) for ``images`` images."""
+    cfg = arm.train
+    batch = cfg.global_batch_size
+    total_steps = max(1, math.ceil(images / batch))
+    if len(train) < batch:
+        raise DimsumError(f"arm {arm.name}: the train split has {len(train)} images, fewer than one batch "
+                          f"({batch}); lower train.global_batch_size or raise data.size")
+    steps_per_epoch = len(train) // batch  # the incomplete last batch is dropped, as in `dimsum run`
+    objective = build("objective", arm.objective)
+    with precision_scope(cfg.precision, training=True):
+        torch.manual_seed(seed)
+        model = create_model(arm.model).to(device)
+        if (model.in_channels, model.input_size) != (3, train.images.shape[-1]):
+            raise DimsumError(f"arm {arm.name}: the model takes {model.in_channels}x{model.input_size}px inputs but "
+                              f"the data is 3x{train.images.shape[-1]}px; set model.input_size and model.in_channels")
+        num_classes = int(train.labels.max()) + 1
+        if model.num_classes < num_classes:
+            raise DimsumError(f"arm {arm.name}: model.num_classes={model.num_classes} but the data has {num_classes}")
+        train_step = TrainStep(model, objective, cfg, device)
+        if cfg.compile:
+            train_step.net = torch.compile(model)
+        run = ArmRun(arm.name, seed, sum(p.numel() for p in model.parameters()),
+                     count_macs(model).macs / 1e9, total_steps, batch)
+        images_dev, labels_dev = train.images.to(device), train.labels.to(device)
+        noise_gen = torch.Generator(device)
+        checkpoints = eval_steps(total_steps, batch, eval_every_images)
+        train_seconds, interval_loss, interval_steps = 0.0, 0.0, 0
+        model.train()
+        _synchronize(device)
+        started = time.perf_counter()
+        for step in range(total_steps):
+            epoch, k = divmod(step, steps_per_epoch)
+            if k == 0:
+                order = epoch_permutation(len(train), seed, epoch, device)
+            train_step.set_lr(step, total_steps)  # as `dimsum run`: the lr is a function of the step
+            idx = order[k * batch:(k + 1) * batch]
+            # one slot per step: the noise of `dimsum run` on one rank without accumulation
+            noise_gen.manual_seed(slot_seeds(seed, 0, 1, step)[0])
+            loss, _ = train_step(decode(images_dev[idx]), labels_dev[idx], noise_gen)
+            interval_loss += loss
+            interval_steps += 1
+            if step + 1 in checkpoints:
+                _synchronize(device)
+                train_seconds += time.perf_counter() - started
+                mean_loss = float(interval_loss) / interval_steps
+                if not math.isfinite(mean_loss):
+                    raise DimsumError(f"arm {arm.name} seed {seed}: the training loss is {mean_loss} at step "
+                                      f"{step + 1}; lower train.lr in recipes/study/base.yaml")
+                metrics, grid = evaluator(train_step.ema, objective)
+                point = {"step": step + 1, "images": (step + 1) * batch, "train_seconds": train_seconds,
+                         "train_loss": mean_loss, **metrics}
+                run.curve.append(point)
+                on_eval(run, point, grid)
+                interval_loss, interval_steps = 0.0, 0
+                _synchronize(device)
+                started = time.perf_counter()
+    return run
