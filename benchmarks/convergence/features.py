@@ -20,8 +20,6 @@ from dimsum_core.registry import Provenance
 
 from .classifier import load_classifier
 
-PLUGIN = "study"
-
 
 class StudyClassifierFeatures(FeatureExtractor):
     """The convergence study's scene classifier (features of a trained CNN, no downloads; not FID)."""
@@ -49,7 +47,6 @@ def dimsum_add_features(registry):  # noqa: ANN001 - pluggy hook
 
 
 def register() -> None:
-    """Register ``study-classifier`` with this process's plugins (idempotent)."""
-    manager = get_manager()
-    if not any(p.plugin == PLUGIN for p in manager.loaded):
-        manager.register(sys.modules[__name__], Provenance(PLUGIN, "benchmarks/study.py", "-"))
+    """Register ``study-classifier`` with this process's plugins (once)."""
+    if "study-classifier" not in get_manager().registry("feature"):
+        get_manager().register(sys.modules[__name__], Provenance("study", "benchmarks/study.py", "-"))
