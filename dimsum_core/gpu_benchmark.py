@@ -3,13 +3,15 @@ where DiMSUM's forward time goes.
 
     dimsum bench --out benchmarks/results/gpu.json        (or: python benchmarks/gpu.py ...)
 
-Every timing uses CUDA events after warm-up and reports the median of repeats. Training steps are
-forward + flow-matching loss + backward + AdamW step. "TF32" is float32 with TF32 matmuls/convs (the
-paper's precision); "bf16" is bf16 autocast with float32 weights.
+Every timing uses CUDA events after warm-up and reports the median of repeats. A training step is
+`dimsum run`'s (:class:`dimsum_core.train.step.TrainStep`, default settings) without the EMA update:
+forward + flow-matching loss + backward + gradient clipping + AdamW step. "TF32" is float32 with TF32
+matmuls/convs (the paper's precision); "bf16" is bf16 autocast with float32 weights.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import statistics
@@ -23,11 +25,16 @@ import torch
 from torch import nn
 
 from dimsum_core import create_model
+from dimsum_core.config.build import build
 from dimsum_core.errors import DimsumError
 from dimsum_core.flops import count_macs
 from dimsum_core.interfaces.mixer import SequenceMixer
+from dimsum_core.interfaces.model import FlowModel
 from dimsum_core.interfaces.wavelet import WaveletTransform
+from dimsum_core.nn.precision import Precision, precision_scope
 from dimsum_core.sampling.cuda_graph import CudaGraphForward
+from dimsum_core.train.config import TrainConfig
+from dimsum_core.train.step import TrainStep
 
 
 def cuda_time(fn: Callable[[], Any], warmup: int, repeats: int, inner: int = 1) -> float:
@@ -54,12 +61,7 @@ def matmul_peak_tflops() -> float:
     return 2 * 8192**3 / seconds / 1e12
 
 
-def set_precision(tf32: bool) -> None:
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
-
-
-def build(name: str, latent: int, mixer_backend: str = "auto") -> nn.Module:
+def build_model(name: str, latent: int, mixer_backend: str = "auto") -> FlowModel:
     """The preset on the GPU, its Mamba mixers (if it has any) on ``mixer_backend``."""
     from dimsum_core.plugin.manager import registry
 
@@ -69,57 +71,52 @@ def build(name: str, latent: int, mixer_backend: str = "auto") -> nn.Module:
     return create_model(name, input_size=latent, num_classes=1000, **overrides).cuda()
 
 
-def train_step_fn(model: nn.Module, batch: int, latent: int, bf16: bool) -> Callable[[], None]:
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0)
-    x1 = torch.randn(batch, 4, latent, latent, device="cuda")
-    y = torch.randint(0, 1000, (batch,), device="cuda")
-
-    def step() -> None:
-        x0 = torch.randn_like(x1)
-        t = torch.rand(batch, device="cuda")
-        a, s = torch.sin(torch.pi / 2 * t)[:, None, None, None], torch.cos(torch.pi / 2 * t)[:, None, None, None]
-        xt, ut = a * x1 + s * x0, torch.pi / 2 * (s * x1 - a * x0)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-            loss = (model(xt, t, y).float() - ut).pow(2).mean()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    return step
+def train_step_fn(model: FlowModel, batch: int, precision: Precision,
+                  compile: bool = False) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    """`dimsum run`'s training step (official settings, :class:`TrainStep`) on a fixed random batch,
+    without the EMA update; with ``compile`` the forward runs ``torch.compile(model)``."""
+    device = next(model.parameters()).device
+    step = TrainStep(model, build("objective", "gvp"), TrainConfig(precision=precision), device, ema=False)
+    if compile:
+        step.net = torch.compile(model)
+    x1 = torch.randn(batch, model.in_channels, model.input_size, model.input_size, device=device)
+    y = torch.randint(0, model.num_classes, (batch,), device=device)
+    generator = torch.Generator(device).manual_seed(0)
+    return functools.partial(step, x1, y, generator)
 
 
 def measure_training(name: str, latent: int, batch: int, bf16: bool, repeats: int,
                      compile: bool = False, mixer_backend: str = "auto") -> dict[str, Any]:
     """One training step's throughput; with ``compile``, of ``torch.compile(model)`` (default mode),
     timed after the first step, which compiles (its wall time is reported as ``compile_s``)."""
-    set_precision(True)
-    model = build(name, latent, mixer_backend).train()
-    torch.cuda.reset_peak_memory_stats()
+    precision: Precision = "bf16" if bf16 else "tf32"
     extra: dict[str, Any] = {}
-    try:
-        step = train_step_fn(torch.compile(model) if compile else model, batch, latent, bf16)
-        if compile:
-            started = time.perf_counter()
-            step()
-            torch.cuda.synchronize()
-            extra["compile_s"] = time.perf_counter() - started
-        seconds = cuda_time(step, warmup=3, repeats=repeats)
-    except torch.OutOfMemoryError:
-        return {"error": "out of memory"}
-    finally:
-        del model
+    with precision_scope(precision, training=True):
+        model = build_model(name, latent, mixer_backend).train()
+        torch.cuda.reset_peak_memory_stats()
+        try:
+            step = train_step_fn(model, batch, precision, compile)
+            if compile:
+                started = time.perf_counter()
+                step()
+                torch.cuda.synchronize()
+                extra["compile_s"] = time.perf_counter() - started
+            seconds = cuda_time(step, warmup=3, repeats=repeats)
+        except torch.OutOfMemoryError:
+            return {"error": "out of memory"}
+        finally:
+            del model
     peak = torch.cuda.max_memory_allocated() / 2**30
     torch.cuda.empty_cache()
     return {"img_per_s": batch / seconds, "step_ms": seconds * 1e3, "peak_gib": peak, **extra}
 
 
 @torch.no_grad()
+@precision_scope("tf32")
 def measure_forward(name: str, latent: int, batch: int, repeats: int, graph: bool = False,
                     mixer_backend: str = "auto") -> dict[str, Any]:
     """Forward latency in TF32, eager or replayed from a CUDA graph (as `dimsum sample --cuda-graph`)."""
-    set_precision(True)
-    model = build(name, latent, mixer_backend).eval()
+    model = build_model(name, latent, mixer_backend).eval()
     forward = CudaGraphForward(model) if graph else model
     x = torch.randn(batch, 4, latent, latent, device="cuda")
     t = torch.rand(batch, device="cuda")
@@ -143,10 +140,10 @@ def part_of(module: nn.Module, name: str) -> str | None:
 
 
 @torch.no_grad()
+@precision_scope("tf32")
 def forward_breakdown(name: str, latent: int, batch: int, mixer_backend: str = "auto") -> dict[str, float]:
     """Share of forward GPU time per part, from CUDA events around each tagged module."""
-    set_precision(True)
-    model = build(name, latent, mixer_backend).eval()
+    model = build_model(name, latent, mixer_backend).eval()
     events: dict[str, list[tuple[torch.cuda.Event, torch.cuda.Event]]] = defaultdict(list)
     hooks = []
     for mod_name, module in model.named_modules():
