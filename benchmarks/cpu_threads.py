@@ -1,7 +1,8 @@
 """The CPU quickstart's training step alone and beside a competing process, under several OpenMP settings.
 
-One training step is what ``dimsum run quickstart`` does per step (the recipe's model, 128 images of its
-data, GVP velocity loss, backward, clipping, AdamW). Each setting runs in fresh processes, since OpenMP
+One training step is what ``dimsum run quickstart`` does per step but the EMA update
+(:class:`dimsum_core.train.step.TrainStep` with the recipe's model and ``train:`` settings on 128 images of
+its data: GVP velocity loss with label dropout, backward, clipping, AdamW). Each setting runs in fresh processes, since OpenMP
 reads its environment when torch loads:
 
 - alone: one process on an otherwise idle machine;
@@ -59,6 +60,8 @@ def worker(seconds: float, warmup: int, min_steps: int, ticks: Path | None, adap
     from dimsum_core.config.nodes import build
     from dimsum_core.cpu_threads import make_room
     from dimsum_core.models import create_model
+    from dimsum_core.train.config import TrainConfig, as_config
+    from dimsum_core.train.step import TrainStep
 
     recipe = load_recipe("quickstart").to_dict()
     torch.manual_seed(0)
@@ -67,19 +70,14 @@ def worker(seconds: float, warmup: int, min_steps: int, ticks: Path | None, adap
     objective = build("objective", recipe["objective"])
     items = [data[i] for i in range(BATCH)]
     x1, y = torch.stack([x for x, _ in items]), torch.tensor([label for _, label in items])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe["train"]["lr"])
+    train_step = TrainStep(model, objective, as_config(TrainConfig, recipe["train"], "train"),
+                           torch.device("cpu"), ema=False)
     generator = torch.Generator().manual_seed(0)
 
     def step() -> None:
         if adaptive:
             make_room()
-        x0 = torch.randn(x1.shape, generator=generator)
-        t = objective.sample_t(BATCH, generator=generator, device=torch.device("cpu"))
-        x_t, u_t = objective.path(x0, x1, t)
-        objective.loss(model(x_t, t, y), u_t).mean().backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        train_step(x1, y, generator)
 
     began, done = time.time(), 0  # warm-up: at least ``warmup`` steps and 6 s, so make_room measured once
     while done < warmup or time.time() - began < 6.0:
