@@ -1,7 +1,8 @@
-"""The training loop: velocity matching with AdamW, gradient clipping, EMA, label dropout,
-gradient accumulation, DDP (torchrun), checkpoints with bitwise resume, metrics and sample grids.
+"""The training loop around :class:`dimsum_core.train.step.TrainStep` (velocity matching with AdamW,
+gradient clipping, EMA, label dropout): gradient accumulation, DDP (torchrun), checkpoints with bitwise
+resume, metrics and sample grids.
 
-One :class:`Trainer` per process. Under torchrun every rank builds the same model (same seed),
+One :class:`Trainer` per process; :meth:`Trainer.run` is set-up, resume, then the loop. Under torchrun every rank builds the same model (same seed),
 handles its share of each global batch, and rank 0 writes files.
 """
 
@@ -116,7 +117,64 @@ class Trainer:
         self.recipe_yaml = recipe_yaml
         self.console = console or Console(stderr=True)
 
+    # -- the run ----------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        info = dist_utils.init_distributed(self.cfg.device)
+        try:
+            with dist_utils.leave_together(info), contextlib.ExitStack() as held:
+                return self._run(info, held)
+        except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+            newest = ckpt.newest_checkpoint(self.out_dir)
+            raise TrainingInterrupted(
+                "interrupted; nothing was saved since "
+                + (f"{newest}: a re-run resumes from it" if newest else "the start: a re-run starts from step 0")
+            ) from None
+
+    def _run(self, info: dist_utils.DistInfo, held: contextlib.ExitStack) -> TrainResult:
+        """``held`` keeps the out_dir lock, the TF32 flags and the signal handlers until the run ends."""
+        check_out_dir(self.out_dir)
+        held.enter_context(precision_scope(self.cfg.precision, training=True))
+        data, train_step = self._set_up(info)
+        resume_from, step = self._resume(info, held, train_step)
+        if step >= self.cfg.steps:
+            self._say(info)(f"nothing to do: {resume_from} is at step {step} and train.steps={self.cfg.steps} "
+                            f"(raise train.steps to train longer)", highlight=False)
+            return TrainResult(step, math.nan, resume_from, train_step.frozen, trained=False)
+        return self._loop(info, held, data, train_step, resume_from, step)
+
+    def _say(self, info: dist_utils.DistInfo) -> Callable[..., None]:
+        """Print on rank 0; the other ranks would only repeat it."""
+        return self.console.print if info.is_main else (lambda *a, **k: None)
+
     # -- set-up -----------------------------------------------------------------------------------
+    def _set_up(self, info: dist_utils.DistInfo) -> tuple[ImageDataset, TrainStep]:
+        """The VAE, the data, the objective, the model (the same initial weights on every rank) and its
+        optimizer state, each checked against the others."""
+        device, say = info.device, self._say(info)
+        self.vae = None
+        if self.vae_path is not None:
+            from dimsum_core.vae import load_vae
+
+            self.vae = load_vae(self.vae_path, device)
+        data = self._build_data()
+        # pixel data feeding a latent model: encode every batch, as the official CelebA/Church runs do
+        self.encode_pixels = self.vae is not None and not data.is_latent
+        objective = build("objective", self.objective_node)
+        if not isinstance(objective, Objective):
+            raise RecipeError(f"objective: '{self.objective_node}' did not build an Objective")
+
+        torch.manual_seed(self.seed)  # identical initial weights on every rank
+        model = create_model(self.model_node).to(device)
+        check_fit(model, data, self.cfg.label_dropout, self._model_input(data), self.vae is not None)
+        if model.num_classes > max(data.num_classes, 1):
+            used = max(data.num_classes, 1)
+            has = f"{data.num_classes} classes" if data.num_classes else "no class labels (every image is class 0)"
+            fix = (f"model.num_classes={data.num_classes}" if data.num_classes
+                   else "model.num_classes=0 train.label_dropout=0 (unconditional)")
+            say(f"[yellow]warning: model.num_classes={model.num_classes} but the data has {has}: labels "
+                f"{used}..{model.num_classes - 1} are never trained and sample as noise; set {fix}")
+        return data, TrainStep(model, objective, self.cfg, device, micro_batches=self.cfg.grad_accum)
+
     def _build_data(self) -> ImageDataset:
         data = build("dataset", self.data_node)
         if not isinstance(data, ImageDataset):
@@ -129,6 +187,28 @@ class Trainer:
             return data.channels, data.resolution
         factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         return int(self.vae.config.latent_channels), data.resolution // factor
+
+    # -- resume -----------------------------------------------------------------------------------
+    def _resume(self, info: dist_utils.DistInfo, held: contextlib.ExitStack,
+                train_step: TrainStep) -> tuple[Path | None, int]:
+        """Lock the out_dir (rank 0) and load the checkpoint to continue from: (it or None, its step)."""
+        say = self._say(info)
+        if info.is_main:
+            held.enter_context(locked_out_dir(self.out_dir))
+            for stale in ckpt.remove_temporaries(self.out_dir / ckpt.CHECKPOINTS):
+                say(f"removed {stale.name}, a checkpoint an interrupted run did not finish writing", highlight=False)
+        dist_utils.barrier(info)  # no rank reads checkpoints before the lock is held
+        resume_from, state = self._choose_checkpoint(info, train_step)
+        if state is None:
+            return None, 0
+        step = int(state["step"])
+        if step < self.cfg.steps:
+            saved = state.get("sampler", {})
+            if saved.get("global_batch_size") not in (None, self.cfg.global_batch_size):
+                say(f"[yellow]warning: global batch size changed ({saved['global_batch_size']} -> "
+                    f"{self.cfg.global_batch_size}); the data order differs from the original run")
+            say(f"resumed from {resume_from} at step {step}")
+        return resume_from, step
 
     def _choose_checkpoint(self, info: dist_utils.DistInfo,
                            train_step: TrainStep) -> tuple[Path | None, dict[str, Any] | None]:
@@ -211,84 +291,7 @@ class Trainer:
                     raise CheckpointError(f"{where}: optimizer state '{name}' holds NaN or infinite values")
         return state
 
-    # -- the run ----------------------------------------------------------------------------------
-    def run(self) -> TrainResult:
-        info = dist_utils.init_distributed(self.cfg.device)
-        try:
-            with dist_utils.leave_together(info), contextlib.ExitStack() as held:
-                return self._run(info, held)
-        except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
-            newest = ckpt.newest_checkpoint(self.out_dir)
-            raise TrainingInterrupted(
-                "interrupted; nothing was saved since "
-                + (f"{newest}: a re-run resumes from it" if newest else "the start: a re-run starts from step 0")
-            ) from None
-
-    def _run(self, info: dist_utils.DistInfo, held: contextlib.ExitStack) -> TrainResult:
-        """``held`` keeps the out_dir lock, the TF32 flags and the signal handlers until the run ends."""
-        check_out_dir(self.out_dir)
-        held.enter_context(precision_scope(self.cfg.precision, training=True))
-        data, train_step = self._set_up(info)
-        resume_from, step = self._resume(info, held, train_step)
-        if step >= self.cfg.steps:
-            self._say(info)(f"nothing to do: {resume_from} is at step {step} and train.steps={self.cfg.steps} "
-                            f"(raise train.steps to train longer)", highlight=False)
-            return TrainResult(step, math.nan, resume_from, train_step.frozen, trained=False)
-        return self._loop(info, held, data, train_step, resume_from, step)
-
-    def _say(self, info: dist_utils.DistInfo) -> Callable[..., None]:
-        """Print on rank 0; the other ranks would only repeat it."""
-        return self.console.print if info.is_main else (lambda *a, **k: None)
-
-    def _set_up(self, info: dist_utils.DistInfo) -> tuple[ImageDataset, TrainStep]:
-        """The VAE, the data, the objective, the model (the same initial weights on every rank) and its
-        optimizer state, each checked against the others."""
-        device, say = info.device, self._say(info)
-        self.vae = None
-        if self.vae_path is not None:
-            from dimsum_core.vae import load_vae
-
-            self.vae = load_vae(self.vae_path, device)
-        data = self._build_data()
-        # pixel data feeding a latent model: encode every batch, as the official CelebA/Church runs do
-        self.encode_pixels = self.vae is not None and not data.is_latent
-        objective = build("objective", self.objective_node)
-        if not isinstance(objective, Objective):
-            raise RecipeError(f"objective: '{self.objective_node}' did not build an Objective")
-
-        torch.manual_seed(self.seed)  # identical initial weights on every rank
-        model = create_model(self.model_node).to(device)
-        check_fit(model, data, self.cfg.label_dropout, self._model_input(data), self.vae is not None)
-        if model.num_classes > max(data.num_classes, 1):
-            used = max(data.num_classes, 1)
-            has = f"{data.num_classes} classes" if data.num_classes else "no class labels (every image is class 0)"
-            fix = (f"model.num_classes={data.num_classes}" if data.num_classes
-                   else "model.num_classes=0 train.label_dropout=0 (unconditional)")
-            say(f"[yellow]warning: model.num_classes={model.num_classes} but the data has {has}: labels "
-                f"{used}..{model.num_classes - 1} are never trained and sample as noise; set {fix}")
-        return data, TrainStep(model, objective, self.cfg, device, micro_batches=self.cfg.grad_accum)
-
-    def _resume(self, info: dist_utils.DistInfo, held: contextlib.ExitStack,
-                train_step: TrainStep) -> tuple[Path | None, int]:
-        """Lock the out_dir (rank 0) and load the checkpoint to continue from: (it or None, its step)."""
-        say = self._say(info)
-        if info.is_main:
-            held.enter_context(locked_out_dir(self.out_dir))
-            for stale in ckpt.remove_temporaries(self.out_dir / ckpt.CHECKPOINTS):
-                say(f"removed {stale.name}, a checkpoint an interrupted run did not finish writing", highlight=False)
-        dist_utils.barrier(info)  # no rank reads checkpoints before the lock is held
-        resume_from, state = self._choose_checkpoint(info, train_step)
-        if state is None:
-            return None, 0
-        step = int(state["step"])
-        if step < self.cfg.steps:
-            saved = state.get("sampler", {})
-            if saved.get("global_batch_size") not in (None, self.cfg.global_batch_size):
-                say(f"[yellow]warning: global batch size changed ({saved['global_batch_size']} -> "
-                    f"{self.cfg.global_batch_size}); the data order differs from the original run")
-            say(f"resumed from {resume_from} at step {step}")
-        return resume_from, step
-
+    # -- the loop ---------------------------------------------------------------------------------
     def _loop(self, info: dist_utils.DistInfo, held: contextlib.ExitStack, data: ImageDataset,
               train_step: TrainStep, resume_from: Path | None, step: int) -> TrainResult:
         """Train from ``step`` to train.steps: log, save, sample grids, stop together on a signal."""
