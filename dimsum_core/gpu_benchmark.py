@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from dimsum_core import create_model
-from dimsum_core.config.build import build
+from dimsum_core.config.nodes import build
 from dimsum_core.errors import DimsumError
 from dimsum_core.flops import count_macs
 from dimsum_core.interfaces.mixer import SequenceMixer

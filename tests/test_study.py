@@ -57,7 +57,8 @@ def test_the_core_imports_nothing_of_the_study():
     the study's (a fresh process: this one has imported the study; the study is importable there, so an
     import of it would succeed and show)."""
     code = ("import sys\n"
-            "from dimsum_core import create_model, registry\n"
+            "from dimsum_core import create_model\n"
+            "from dimsum_core.plugin.manager import registry\n"
             "import dimsum_core.cli.main\n"
             "create_model('dimsum-S/2', input_size=16, depth=2)\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'convergence' or m.startswith('dimsum_core.study')))\n"
