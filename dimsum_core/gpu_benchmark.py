@@ -74,11 +74,12 @@ def build_model(name: str, latent: int, mixer_backend: str = "auto") -> FlowMode
 def train_step_fn(model: FlowModel, batch: int, precision: Precision,
                   compile: bool = False) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
     """`dimsum run`'s training step (official settings, :class:`TrainStep`) on a fixed random batch,
-    without the EMA update; with ``compile`` the forward runs ``torch.compile(model)``."""
+    without the EMA update; with ``compile`` the model is compiled as ``train.compile`` does
+    (:meth:`FlowModel.compile_regions`)."""
     device = next(model.parameters()).device
     step = TrainStep(model, build("objective", "gvp"), TrainConfig(precision=precision), device, ema=False)
     if compile:
-        step.net = torch.compile(model)
+        model.compile_regions()
     x1 = torch.randn(batch, model.in_channels, model.input_size, model.input_size, device=device)
     y = torch.randint(0, model.num_classes, (batch,), device=device)
     generator = torch.Generator(device).manual_seed(0)
@@ -87,7 +88,7 @@ def train_step_fn(model: FlowModel, batch: int, precision: Precision,
 
 def measure_training(name: str, latent: int, batch: int, bf16: bool, repeats: int,
                      compile: bool = False, mixer_backend: str = "auto") -> dict[str, Any]:
-    """One training step's throughput; with ``compile``, of ``torch.compile(model)`` (default mode),
+    """One training step's throughput; with ``compile``, of the compiled model (default mode),
     timed after the first step, which compiles (its wall time is reported as ``compile_s``)."""
     precision: Precision = "bf16" if bf16 else "tf32"
     extra: dict[str, Any] = {}
@@ -195,7 +196,7 @@ def forward_breakdown(name: str, latent: int, batch: int, mixer_backend: str = "
 def run(models: list[str], out: str, repeats: int = 5, batch_256: int = 64, batch_512: int = 16,
         sizes: tuple[int, ...] = (256, 512), compile: bool = False, mixer_backend: str = "auto") -> dict:
     """Measure every model at each of ``sizes`` (px), print the table, write JSON to ``out``; returns
-    the result. ``compile`` adds bf16 training of the ``torch.compile``d model; ``mixer_backend`` is
+    the result. ``compile`` adds bf16 training of the compiled model (``compile_regions``); ``mixer_backend`` is
     the Mamba mixers' backend (auto, triton, cuda, torch)."""
     if not torch.cuda.is_available():
         raise DimsumError("the GPU benchmark needs a CUDA GPU (this machine has none)")

@@ -15,7 +15,7 @@ import click
 @click.option("--sizes", multiple=True, type=click.Choice(["256", "512"]), default=("256", "512"),
               show_default=True, help="Image sizes to measure (repeat the option).")
 @click.option("--compile", "compile_", is_flag=True,
-              help="Also time bf16 training of the torch.compile'd model (compiling DiMSUM-L/2 takes ~5 min).")
+              help="Also time bf16 training of the compiled model, as train.compile does (compiling DiMSUM-L/2 takes ~100 s).")
 @click.option("--mixer-backend", type=click.Choice(["auto", "triton", "cuda", "torch"]), default="auto",
               show_default=True, help="Kernels of the Mamba mixers (cuda: mamba-ssm's, for comparison).")
 def bench(models: tuple[str, ...], out: str, repeats: int, batch_256: int, batch_512: int,

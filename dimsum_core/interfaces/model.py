@@ -41,6 +41,12 @@ class FlowModel(nn.Module, ABC):
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """x (N, C, H, W), t (N,) in [0, 1], y (N,) int64 or None -> velocity (N, C, H, W)."""
 
+    def compile_regions(self, **options: Any) -> None:
+        """``torch.compile`` this model in place for ``train.compile`` and ``dimsum bench --compile``
+        (``options`` as ``nn.Module.compile``'s: ``mode``, ``backend``, ...). This default compiles it
+        whole; a model whose blocks repeat compiles each block once instead (:class:`PatchFlowModel`)."""
+        self.compile(**options)
+
     def config(self) -> dict[str, Any]:
         """The registry name and keyword arguments that rebuild this model (saved with checkpoints):
         what ``create_model`` was given, or else this class's registered name and constructor arguments."""

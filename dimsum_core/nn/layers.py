@@ -91,13 +91,16 @@ class DropPath(nn.Module):
 
     def __init__(self, p: float):
         super().__init__()
-        self.p = p
+        self.active = p > 0.0
+        # the keep probability as a tensor, so one compiled block serves every depth (a Python float
+        # would be a compile-time constant: one recompile per rate, beyond dynamo's cache limit)
+        self.register_buffer("keep_prob", torch.tensor(1.0 - p), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
+        if not (self.active and self.training):
             return x
-        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - self.p)
-        return x * keep / (1 - self.p)
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(self.keep_prob)
+        return x * keep / self.keep_prob
 
 
 class FinalLayer(nn.Module):

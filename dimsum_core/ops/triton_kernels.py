@@ -78,6 +78,13 @@ def _load_delta(delta_ptr, s_d, s_t, cols, t, mask, bias):
 
 
 @triton.jit
+def _gy(dout_ptr, z_ptr, sg_d, sg_t, sz_d, sz_t, cols, t, mask):
+    """dL/dy = dout · silu(z) on a (BD, T) tile."""
+    z = _load_tile(z_ptr, sz_d, sz_t, cols, t, mask)
+    return _load_tile(dout_ptr, sg_d, sg_t, cols, t, mask) * z * tl.sigmoid(z)
+
+
+@triton.jit
 def _state_scan(delta, du, A_s, B_s, h0):
     """States h (BD, T) of state s over one chunk from its entering state h0 (BD,), and the input b."""
     a = tl.exp2(delta * (A_s * LOG2E)[:, None])
@@ -207,15 +214,11 @@ def scan_bwd_kernel(
             H0 = tl.zeros((BD, NP), tl.float32)
             if c > 0:
                 H0 = tl.load(scratch_ptr + c * BD * NP + tile_off)
-            u = _load_tile(u_ptr, su_d, su_t, cols, t, mask)
-            delta, delta_raw = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
+            delta, _ = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
             delta_next, _ = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t + 1, mask_next, bias)
-            z = _load_tile(z_ptr, sz_d, sz_t, cols, t, mask)
-            dout = _load_tile(dout_ptr, sg_d, sg_t, cols, t, mask)
-            sig_z = tl.sigmoid(z)
-            gy = dout * z * sig_z  # dL/dy
-            du = delta * u
-            y = Dv[:, None] * u
+            gy = _gy(dout_ptr, z_ptr, sg_d, sg_t, sz_d, sz_t, cols, t, mask)
+            du = delta * _load_tile(u_ptr, su_d, su_t, cols, t, mask)
+            y = tl.zeros((BD, T), tl.float32)
             qB = tl.zeros((BD, T), tl.float32)  # sum_s q B
             wA = tl.zeros((BD, T), tl.float32)  # sum_s dL/d(delta·A) A
             Q_prev = tl.zeros((BD, NP), tl.float32)
@@ -241,6 +244,13 @@ def scan_bwd_kernel(
                 tl.store(dB_ptr + s * L + t, dB_s, mask=t < L)
                 tl.store(dC_ptr + s * L + t, dC_s, mask=t < L)
             Q = Q_prev
+            # what the state loop does not use is loaded again here (cache hits), not held in registers
+            u = _load_tile(u_ptr, su_d, su_t, cols, t, mask)
+            delta_raw = _load_tile(delta_ptr, sdl_d, sdl_t, cols, t, mask) + bias[:, None]
+            z = _load_tile(z_ptr, sz_d, sz_t, cols, t, mask)
+            dout = _load_tile(dout_ptr, sg_d, sg_t, cols, t, mask)
+            sig_z = tl.sigmoid(z)
+            y += Dv[:, None] * u
             g_u = delta * qB + Dv[:, None] * gy
             g_delta = u * qB + wA
             g_delta_raw = tl.where(mask, g_delta * tl.where(delta_raw > 20.0, 1.0, tl.sigmoid(delta_raw)), 0.0)

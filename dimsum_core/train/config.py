@@ -47,6 +47,7 @@ class TrainConfig:
     label_dropout: Fraction = 0.0
     #: tf32: fp32 weights with TF32 matmuls (official); bf16: autocast; fp32: strict
     precision: Precision = "tf32"
+    #: torch.compile the model: each repeated block once (FlowModel.compile_regions)
     compile: bool = False
     grad_accum: PositiveInt = 1
     #: data loading processes per rank; more than a few dozen only costs memory

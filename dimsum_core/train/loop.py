@@ -308,7 +308,7 @@ class Trainer:
             train_step.net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                                      find_unused_parameters=False)
         if cfg.compile:
-            train_step.net = torch.compile(train_step.net)
+            model.compile_regions()
 
         n_params = sum(p.numel() for p in model.parameters())
         say(f"model {model.config().get('name')}: {n_params / 1e6:.2f}M parameters"

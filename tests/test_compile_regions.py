@@ -1,0 +1,100 @@
+"""Regional compilation (FlowModel.compile_regions): one compiled block serves the whole depth, and the
+compiled model computes what the eager one does. Dynamo's "eager" backend keeps this a CPU test (no C++
+compiler, no inductor): it counts traced graphs, which is what compile time scales with."""
+
+from __future__ import annotations
+
+import torch
+import torch._dynamo
+
+from dimsum_core import create_model
+from dimsum_core.interfaces.model import FlowModel
+
+
+def tiny(depth: int) -> FlowModel:
+    return create_model("dimsum-S/2", input_size=8, depth=depth, hidden_size=32, num_classes=4, drop_path=0.2,
+                        mixer={"name": "mamba", "backend": "torch"}).train()
+
+
+def compiled_graphs_and_outputs(depth: int) -> tuple[int, list[torch.Tensor], list[torch.Tensor]]:
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    torch.manual_seed(0)
+    model = tiny(depth)
+    eager = tiny(depth)
+    eager.load_state_dict(model.state_dict())
+    model.compile_regions(backend="eager")
+    x, t, y = torch.randn(2, 4, 8, 8), torch.rand(2), torch.tensor([1, 3])
+    results = []
+    for net in (model, eager):
+        torch.manual_seed(1)  # the same drop-path masks
+        out = net(x, t, y)
+        out.square().mean().backward()
+        results.append([out.detach(), *(p.grad for p in net.parameters() if p.grad is not None)])
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"], results[0], results[1]
+
+
+def test_one_compiled_block_serves_every_depth():
+    """With drop path on (a different rate per block) the graphs traced do not grow with depth once every
+    variant has been met (the first block, blocks at rate 0, the scan orders of the layer cycle): before the
+    rate was a tensor, every block was a recompile, past dynamo's limit of 8."""
+    shallow, compiled, eager = compiled_graphs_and_outputs(8)
+    deep, _, _ = compiled_graphs_and_outputs(16)
+    assert deep == shallow <= 6
+    assert len(compiled) == len(eager) > 10
+    for a, b in zip(compiled, eager, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_a_model_without_repeated_blocks_is_compiled_whole():
+    class Plain(FlowModel):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Conv2d(4, 4, 1)
+
+        def forward(self, x, t, y=None):  # noqa: ANN001, ANN201
+            return self.proj(x) * t[:, None, None, None]
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    model = Plain()
+    model.compile_regions(backend="eager")
+    x, t = torch.randn(2, 4, 3, 3), torch.rand(2)
+    torch.testing.assert_close(model(x, t), model.proj(x) * t[:, None, None, None], rtol=0, atol=0)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+
+
+def test_train_compile_compiles_the_blocks_and_saves_the_weights_uncompiled(tmp_path, monkeypatch):
+    """train.compile goes through compile_regions (here on dynamo's eager backend) and the checkpoint is
+    the one an uncompiled run writes: same keys, same values."""
+    from safetensors.torch import load_file
+
+    from dimsum_core import checkpoint as ckpt
+    from dimsum_core.network import PatchFlowModel
+    from dimsum_core.train import CheckpointConfig, LogConfig, TrainConfig, Trainer
+
+    compiled_models = []
+    compile_regions = PatchFlowModel.compile_regions
+
+    def on_eager_backend(self, **options):  # noqa: ANN001, ANN003, ANN202
+        compiled_models.append(type(self).__name__)
+        compile_regions(self, backend="eager")
+
+    monkeypatch.setattr(PatchFlowModel, "compile_regions", on_eager_backend)
+
+    def run(out, compile_):  # noqa: ANN001, ANN202
+        torch._dynamo.reset()
+        Trainer(out_dir=out, model={"name": "dit", "input_size": 8, "hidden_size": 32, "depth": 2, "num_heads": 2, "in_channels": 3,
+                                    "num_classes": 4},
+                data={"name": "procedural", "resolution": 8, "num_classes": 4, "size": 32}, objective="gvp", seed=0,
+                train=TrainConfig(steps=2, global_batch_size=4, num_workers=0, device="cpu", compile=compile_),
+                checkpoint=CheckpointConfig(every=2, keep_last=0), log=LogConfig(every=1, sample_every=-1,
+                                                                                tensorboard=False),
+                recipe_yaml="job: train\n").run()
+        return load_file(next((out / "checkpoints").iterdir()) / ckpt.MODEL_WEIGHTS)
+
+    compiled, plain = run(tmp_path / "compiled", True), run(tmp_path / "plain", False)
+    assert compiled_models == ["DiT"]
+    assert compiled.keys() == plain.keys()
+    for key in plain:
+        torch.testing.assert_close(compiled[key], plain[key], rtol=0, atol=0)
