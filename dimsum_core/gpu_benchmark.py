@@ -115,9 +115,12 @@ def measure_training(name: str, latent: int, batch: int, bf16: bool, repeats: in
 @torch.no_grad()
 @precision_scope("tf32")
 def measure_forward(name: str, latent: int, batch: int, repeats: int, graph: bool = False,
-                    mixer_backend: str = "auto") -> dict[str, Any]:
-    """Forward latency in TF32, eager or replayed from a CUDA graph (as `dimsum sample --cuda-graph`)."""
+                    mixer_backend: str = "auto", compile: bool = False) -> dict[str, Any]:
+    """Forward latency in TF32, eager or replayed from a CUDA graph (as `dimsum sample --cuda-graph`),
+    of the model as built or (``compile``) with its blocks compiled (``--compile``)."""
     model = build_model(name, latent, mixer_backend).eval()
+    if compile:
+        model.compile_regions()
     forward = CudaGraphForward(model) if graph else model
     x = torch.randn(batch, 4, latent, latent, device="cuda")
     t = torch.rand(batch, device="cuda")
@@ -229,6 +232,9 @@ def run(models: list[str], out: str, repeats: int = 5, batch_256: int = 64, batc
                 entry["forward_b1_tf32"] = measure_forward(name, latent, 1, repeats, mixer_backend=mixer_backend)
                 entry["forward_b1_tf32_cuda_graph"] = measure_forward(name, latent, 1, repeats, graph=True,
                                                                       mixer_backend=mixer_backend)
+                if compile:
+                    entry["forward_b1_tf32_cuda_graph_compiled"] = measure_forward(
+                        name, latent, 1, repeats, graph=True, mixer_backend=mixer_backend, compile=True)
                 entry["forward_b64_tf32"] = measure_forward(name, latent, 64, repeats, mixer_backend=mixer_backend)
                 entry["forward_breakdown_b64"] = forward_breakdown(name, latent, 64, mixer_backend)
             r[f"{px}px"] = entry
@@ -245,7 +251,8 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"\n{result['gpu']}, torch {result['torch']}, bf16 matmul peak {result['bf16_matmul_peak_tflops']:.0f} TFLOP/s, "
           f"mixer backend {result.get('mixer_backend', 'auto')}")
     print(f"{'model':<12}{'px':>5}{'batch':>7}{'train tf32':>12}{'train bf16':>12}{'MFU bf16':>10}"
-          f"{'peak GiB':>10}{'fwd b1 ms':>11}{'graphed':>9}{'fwd b64 img/s':>15}{'compiled bf16':>15}")
+          f"{'peak GiB':>10}{'fwd b1 ms':>11}{'graphed':>9}{'fwd b64 img/s':>15}{'compiled bf16':>15}"
+          f"{'graphed compiled':>18}")
     for name, by_px in result["models"].items():
         for px, e in by_px.items():
             tf, bf = e["train_tf32"], e["train_bf16"]
@@ -255,5 +262,6 @@ def print_table(result: dict[str, Any]) -> None:
                   f"{e['forward_b1_tf32']['ms'] if 'forward_b1_tf32' in e else float('nan'):>11.2f}"
                   f"{e['forward_b1_tf32_cuda_graph']['ms'] if 'forward_b1_tf32' in e else float('nan'):>9.2f}"
                   f"{e['forward_b64_tf32']['img_per_s'] if 'forward_b64_tf32' in e else float('nan'):>15.1f}"
-                  f"{fmt(e['train_bf16_compiled'], 'img_per_s', '15.1f') if 'train_bf16_compiled' in e else '':>15}")
+                  f"{fmt(e['train_bf16_compiled'], 'img_per_s', '15.1f') if 'train_bf16_compiled' in e else '':>15}"
+                  f"{fmt(e['forward_b1_tf32_cuda_graph_compiled'], 'ms', '18.2f') if 'forward_b1_tf32_cuda_graph_compiled' in e else '':>18}")
 

@@ -121,11 +121,13 @@ def check_classes(model: FlowModel, classes: Sequence[int] | None) -> None:
 def generate(model: FlowModel, sampler: Sampler, indices: Sequence[int], *, seed: int = 0,
              batch_size: int = 64, cfg_scale: float = 1.0, guide_channels: int | None = None,
              classes: Sequence[int] | None = None, decode: Decoder | None = None,
-             precision: Precision = "fp32", cuda_graph: bool = False) -> Iterator[GeneratedBatch]:
+             precision: Precision = "fp32", cuda_graph: bool = False,
+             compile: bool = False) -> Iterator[GeneratedBatch]:
     """Sample the given global indices in batches; yields uint8 images on the CPU.
 
     ``cuda_graph`` replays the model's forward from CUDA graphs (one per batch shape): much faster at
-    small batch on a GPU, identical results.
+    small batch on a GPU, identical results. ``compile`` compiles the model's blocks first
+    (:meth:`FlowModel.compile_regions`, in place); the graphs then replay the compiled kernels.
 
     ``decode`` maps model outputs to [-1, 1] images (the VAE for latent models; None for pixels).
     Class labels are ``classes`` cycled over the indices, or uniform random per index.
@@ -136,6 +138,8 @@ def generate(model: FlowModel, sampler: Sampler, indices: Sequence[int], *, seed
     device = next(model.parameters()).device
     shape = (model.in_channels, model.input_size, model.input_size)
     indices = list(indices)
+    if compile:
+        model.compile_regions()
     forward = CudaGraphForward(model) if cuda_graph else model
     with precision_scope(precision), torch.no_grad():
         for start in range(0, len(indices), batch_size):
