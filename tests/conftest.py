@@ -64,3 +64,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture
+def compile_on_eager_backend(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """FlowModel.compile_regions (and PatchFlowModel's) on dynamo's eager backend: the compile path is taken
+    without inductor's C++ compiler, which CI need not have. Returns the class names of the models compiled."""
+    import torch._dynamo
+
+    from dimsum_core.interfaces.model import FlowModel
+    from dimsum_core.network import PatchFlowModel
+
+    compiled: list[str] = []
+    for cls in (FlowModel, PatchFlowModel):
+        def on_eager_backend(self, _original=cls.compile_regions, **options):  # noqa: ANN001, ANN003, ANN202
+            compiled.append(type(self).__name__)
+            _original(self, backend="eager")
+
+        monkeypatch.setattr(cls, "compile_regions", on_eager_backend)
+    torch._dynamo.reset()
+    return compiled

@@ -64,28 +64,18 @@ def test_a_model_without_repeated_blocks_is_compiled_whole():
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
 
 
-def test_train_compile_compiles_the_blocks_and_saves_the_weights_uncompiled(tmp_path, monkeypatch):
+def test_train_compile_compiles_the_blocks_and_saves_the_weights_uncompiled(tmp_path, compile_on_eager_backend):
     """train.compile goes through compile_regions (here on dynamo's eager backend) and the checkpoint is
     the one an uncompiled run writes: same keys, same values."""
     from safetensors.torch import load_file
 
     from dimsum_core import checkpoint as ckpt
-    from dimsum_core.network import PatchFlowModel
     from dimsum_core.train import CheckpointConfig, LogConfig, TrainConfig, Trainer
-
-    compiled_models = []
-    compile_regions = PatchFlowModel.compile_regions
-
-    def on_eager_backend(self, **options):  # noqa: ANN001, ANN003, ANN202
-        compiled_models.append(type(self).__name__)
-        compile_regions(self, backend="eager")
-
-    monkeypatch.setattr(PatchFlowModel, "compile_regions", on_eager_backend)
 
     def run(out, compile_):  # noqa: ANN001, ANN202
         torch._dynamo.reset()
-        Trainer(out_dir=out, model={"name": "dit", "input_size": 8, "hidden_size": 32, "depth": 2, "num_heads": 2, "in_channels": 3,
-                                    "num_classes": 4},
+        Trainer(out_dir=out, model={"name": "dit", "input_size": 8, "in_channels": 3, "hidden_size": 32, "depth": 2,
+                                    "num_heads": 2, "num_classes": 4},
                 data={"name": "procedural", "resolution": 8, "num_classes": 4, "size": 32}, objective="gvp", seed=0,
                 train=TrainConfig(steps=2, global_batch_size=4, num_workers=0, device="cpu", compile=compile_),
                 checkpoint=CheckpointConfig(every=2, keep_last=0), log=LogConfig(every=1, sample_every=-1,
@@ -94,7 +84,7 @@ def test_train_compile_compiles_the_blocks_and_saves_the_weights_uncompiled(tmp_
         return load_file(next((out / "checkpoints").iterdir()) / ckpt.MODEL_WEIGHTS)
 
     compiled, plain = run(tmp_path / "compiled", True), run(tmp_path / "plain", False)
-    assert compiled_models == ["DiT"]
+    assert compile_on_eager_backend == ["DiT"]
     assert compiled.keys() == plain.keys()
     for key in plain:
         torch.testing.assert_close(compiled[key], plain[key], rtol=0, atol=0)

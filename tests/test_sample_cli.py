@@ -107,26 +107,13 @@ def test_cuda_graph_without_cuda_says_so(conv_ckpt, tmp_path):
     assert "--cuda-graph needs a CUDA device; sampling on the cpu runs the plain forward" in result.output
 
 
-def test_compile_samples_what_the_plain_model_samples(conv_ckpt, tmp_path, monkeypatch):
-    """--compile goes through FlowModel.compile_regions (on dynamo's eager backend here: no C++ compiler in
-    CI) and draws the same samples."""
-    import torch._dynamo
-
-    from dimsum_core.interfaces.model import FlowModel
-
-    compiled = []
-    compile_regions = FlowModel.compile_regions
-
-    def on_eager_backend(self, **options):  # noqa: ANN001, ANN003, ANN202
-        compiled.append(type(self).__name__)
-        compile_regions(self, backend="eager")
-
-    monkeypatch.setattr(FlowModel, "compile_regions", on_eager_backend)
-    torch._dynamo.reset()
+def test_compile_samples_what_the_plain_model_samples(conv_ckpt, tmp_path, compile_on_eager_backend):
+    """--compile goes through FlowModel.compile_regions (on dynamo's eager backend here) and draws the same
+    samples."""
     for name, extra in (("plain.npz", ()), ("compiled.npz", ("--compile",))):
         result = invoke("sample", conv_ckpt, "--n", 4, "--seed", 3, "--out", tmp_path / name, *extra, *FAST)
         assert result.exit_code == 0, result.output
-    assert len(compiled) == 1
+    assert len(compile_on_eager_backend) == 1
     with np.load(tmp_path / "plain.npz") as a, np.load(tmp_path / "compiled.npz") as b:
         assert np.array_equal(a["arr_0"], b["arr_0"])
 
