@@ -50,7 +50,17 @@ from dimsum_core.interfaces.model import FlowModel
 from dimsum_core.interfaces.scan import ScanIndex
 from dimsum_core.interfaces.wavelet import WaveletTransform
 from dimsum_core.nn.embeddings import LabelEmbedder, PatchEmbed, TimestepEmbedder, sincos_pos_embed_2d
-from dimsum_core.nn.layers import Attention, DropPath, FinalLayer, RMSNorm, ada_ln, mlp, modulate, unpatchify
+from dimsum_core.nn.layers import (
+    Attention,
+    DropPath,
+    FinalLayer,
+    RMSNorm,
+    ada_ln,
+    gated_add,
+    mlp,
+    modulate,
+    unpatchify,
+)
 
 # -- wavelet token layouts ------------------------------------------------------------------------------
 # How the wavelet branch turns the token grid into a sequence of wavelet tokens of the same count and width,
@@ -112,7 +122,7 @@ class SpatialBranch(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         shift, scale, gate = self.adaLN_modulation(c).chunk(3, dim=1)
         m = self.scan.unscan(self.mixer(self.scan.scan(modulate(x, shift, scale)), c))
-        return x + gate.unsqueeze(1) * m
+        return gated_add(x, gate, m)
 
 
 class WaveletBranch(nn.Module):
@@ -144,7 +154,7 @@ class WaveletBranch(nn.Module):
         shift, scale, gate = self.adaLN_modulation(c).chunk(3, dim=1)
         w = tokens_to_wavelet(x, self.grid, self.transform, self.layout, self.coeff_scale).to(x.dtype)
         m = self.scan.unscan(self.mixer(self.scan.scan(modulate(w, shift, scale)), c))
-        w = w + gate.unsqueeze(1) * m
+        w = gated_add(w, gate, m)
         return wavelet_to_tokens(w, self.grid, self.transform, self.layout, self.coeff_scale).to(x.dtype)
 
 
@@ -191,7 +201,7 @@ class DiMBlock(nn.Module):
         else:
             h = self.spatial_mamba(h, c)
         shift, scale, gate = self.adaLN_modulation(c).chunk(3, dim=1)
-        h = h + gate.unsqueeze(1) * self.mlp(modulate(self.norm_2(h), shift, scale))
+        h = gated_add(h, gate, self.mlp(modulate(self.norm_2(h), shift, scale)))
         return h, residual
 
 
@@ -212,8 +222,8 @@ class DiTBlock(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """x (N, T, D), c (N, D) -> (N, T, D)."""
         s1, sc1, g1, s2, sc2, g2 = self.adaLN_modulation(c).chunk(6, dim=1)
-        x = x + g1.unsqueeze(1) * self.attn(modulate(self.norm1(x), s1, sc1))
-        return x + g2.unsqueeze(1) * self.mlp(modulate(self.norm2(x), s2, sc2))
+        x = gated_add(x, g1, self.attn(modulate(self.norm1(x), s1, sc1)))
+        return gated_add(x, g2, self.mlp(modulate(self.norm2(x), s2, sc2)))
 
 
 # -- the model --------------------------------------------------------------------------------------------
@@ -415,9 +425,9 @@ class MambaBlock(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         mod = self.adaLN_modulation(c).chunk(6 if self.use_mlp else 3, dim=1)
         h = modulate(self.norm1(x), mod[0], mod[1])
-        x = x + mod[2].unsqueeze(1) * self.scan.unscan(self.mixer(self.scan.scan(h), c))
+        x = gated_add(x, mod[2], self.scan.unscan(self.mixer(self.scan.scan(h), c)))
         if self.use_mlp:
-            x = x + mod[5].unsqueeze(1) * self.mlp(modulate(self.norm2(x), mod[3], mod[4]))
+            x = gated_add(x, mod[5], self.mlp(modulate(self.norm2(x), mod[3], mod[4])))
         return x
 
 

@@ -8,8 +8,13 @@ from torch import nn
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """adaLN: x (N, T, C) * (1 + scale (N, C)) + shift (N, C)."""
-    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+    """adaLN: x (N, T, C) * (1 + scale (N, C)) + shift (N, C); one fused multiply-add over the tokens."""
+    return torch.addcmul(shift.unsqueeze(1), x, 1 + scale.unsqueeze(1))
+
+
+def gated_add(x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """adaLN-Zero's gated residual: x (N, T, C) + gate (N, C) * y (N, T, C), one fused multiply-add."""
+    return torch.addcmul(x, gate.unsqueeze(1), y)
 
 
 def ada_ln(cond_dim: int, out_dim: int) -> nn.Sequential:
