@@ -71,10 +71,15 @@ def _load_tile(ptr, s_d, s_t, cols, t, mask):
 
 
 @triton.jit
+def _raw_delta(delta_ptr, s_d, s_t, cols, t, mask, bias):
+    """delta + bias on a (BD, T) tile, before the softplus."""
+    return _load_tile(delta_ptr, s_d, s_t, cols, t, mask) + bias[:, None]
+
+
+@triton.jit
 def _load_delta(delta_ptr, s_d, s_t, cols, t, mask, bias):
     """softplus(delta + bias) on a (BD, T) tile, 0 where masked (so masked steps neither decay nor add)."""
-    raw = _load_tile(delta_ptr, s_d, s_t, cols, t, mask) + bias[:, None]
-    return tl.where(mask, _softplus(raw), 0.0), raw
+    return tl.where(mask, _softplus(_raw_delta(delta_ptr, s_d, s_t, cols, t, mask, bias)), 0.0)
 
 
 @triton.jit
@@ -105,7 +110,7 @@ def _entering_states(u_ptr, delta_ptr, B_ptr, A_ptr, scratch_ptr, su_d, su_t, sd
         t = c * T + steps
         mask = mask_d[:, None] & (t < L)[None, :]
         u = _load_tile(u_ptr, su_d, su_t, cols, t, mask)
-        delta, _ = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
+        delta = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
         du = delta * u
         H_next = tl.zeros((BD, NP), tl.float32)
         for s in range(0, n):
@@ -143,7 +148,7 @@ def scan_fwd_kernel(
         t = t0 + steps
         mask = mask_d[:, None] & (t < L)[None, :]
         u = _load_tile(u_ptr, su_d, su_t, cols, t, mask)
-        delta, _ = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
+        delta = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
         du = delta * u
         y = Dv[:, None] * u
         more = t0 + T < L
@@ -214,8 +219,8 @@ def scan_bwd_kernel(
             H0 = tl.zeros((BD, NP), tl.float32)
             if c > 0:
                 H0 = tl.load(scratch_ptr + c * BD * NP + tile_off)
-            delta, _ = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
-            delta_next, _ = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t + 1, mask_next, bias)
+            delta = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
+            delta_next = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t + 1, mask_next, bias)
             gy = _gy(dout_ptr, z_ptr, sg_d, sg_t, sz_d, sz_t, cols, t, mask)
             du = delta * _load_tile(u_ptr, su_d, su_t, cols, t, mask)
             y = tl.zeros((BD, T), tl.float32)
@@ -246,7 +251,7 @@ def scan_bwd_kernel(
             Q = Q_prev
             # what the state loop does not use is loaded again here (cache hits), not held in registers
             u = _load_tile(u_ptr, su_d, su_t, cols, t, mask)
-            delta_raw = _load_tile(delta_ptr, sdl_d, sdl_t, cols, t, mask) + bias[:, None]
+            delta_raw = _raw_delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
             z = _load_tile(z_ptr, sz_d, sz_t, cols, t, mask)
             dout = _load_tile(dout_ptr, sg_d, sg_t, cols, t, mask)
             sig_z = tl.sigmoid(z)

@@ -66,7 +66,7 @@ class TrainStep:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, betas=tuple(cfg.betas), eps=1e-8,
                                            weight_decay=cfg.weight_decay)
-        #: what runs the forward pass: the model, or its DDP or torch.compile wrapper
+        #: what runs the forward pass: the model or its DDP wrapper (train.compile compiles the model in place)
         self.net: nn.Module = model
         self.autocast = autocast(cfg.precision, device.type)
         #: (x_t, t, y, u_t) of the last micro-batch, for a loss probe of the weights without new noise
