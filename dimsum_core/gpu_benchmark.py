@@ -71,13 +71,14 @@ def build_model(name: str, latent: int, mixer_backend: str = "auto") -> FlowMode
     return create_model(name, input_size=latent, num_classes=1000, **overrides).cuda()
 
 
-def train_step_fn(model: FlowModel, batch: int, precision: Precision,
-                  compile: bool = False) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+def train_step_fn(model: FlowModel, batch: int, precision: Precision, compile: bool = False,
+                  cuda_graph: bool = False) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
     """`dimsum run`'s training step (official settings, :class:`TrainStep`) on a fixed random batch,
     without the EMA update; with ``compile`` the model is compiled as ``train.compile`` does
-    (:meth:`FlowModel.compile_regions`)."""
+    (:meth:`FlowModel.compile_regions`), with ``cuda_graph`` the step replays as ``train.cuda_graph`` does."""
     device = next(model.parameters()).device
-    step = TrainStep(model, build("objective", "gvp"), TrainConfig(precision=precision), device, ema=False)
+    step = TrainStep(model, build("objective", "gvp"), TrainConfig(precision=precision, cuda_graph=cuda_graph),
+                     device, ema=False)
     if compile:
         model.compile_regions()
     x1 = torch.randn(batch, model.in_channels, model.input_size, model.input_size, device=device)
@@ -87,17 +88,18 @@ def train_step_fn(model: FlowModel, batch: int, precision: Precision,
 
 
 def measure_training(name: str, latent: int, batch: int, bf16: bool, repeats: int,
-                     compile: bool = False, mixer_backend: str = "auto") -> dict[str, Any]:
+                     compile: bool = False, mixer_backend: str = "auto", cuda_graph: bool = False) -> dict[str, Any]:
     """One training step's throughput; with ``compile``, of the compiled model (default mode),
-    timed after the first step, which compiles (its wall time is reported as ``compile_s``)."""
+    timed after the first step, which compiles (its wall time is reported as ``compile_s``); with
+    ``cuda_graph``, replayed from CUDA graphs (the first step captures them)."""
     precision: Precision = "bf16" if bf16 else "tf32"
     extra: dict[str, Any] = {}
     with precision_scope(precision, training=True):
         model = build_model(name, latent, mixer_backend).train()
         torch.cuda.reset_peak_memory_stats()
         try:
-            step = train_step_fn(model, batch, precision, compile)
-            if compile:
+            step = train_step_fn(model, batch, precision, compile, cuda_graph)
+            if compile or cuda_graph:
                 started = time.perf_counter()
                 step()
                 torch.cuda.synchronize()
@@ -197,9 +199,11 @@ def forward_breakdown(name: str, latent: int, batch: int, mixer_backend: str = "
 
 
 def run(models: list[str], out: str, repeats: int = 5, batch_256: int = 64, batch_512: int = 16,
-        sizes: tuple[int, ...] = (256, 512), compile: bool = False, mixer_backend: str = "auto") -> dict:
+        sizes: tuple[int, ...] = (256, 512), compile: bool = False, mixer_backend: str = "auto",
+        cuda_graph: bool = False) -> dict:
     """Measure every model at each of ``sizes`` (px), print the table, write JSON to ``out``; returns
-    the result. ``compile`` adds bf16 training of the compiled model (``compile_regions``); ``mixer_backend`` is
+    the result. ``compile`` adds bf16 training of the compiled model (``compile_regions``), ``cuda_graph``
+    bf16 training replayed from CUDA graphs (both: the compiled model replayed); ``mixer_backend`` is
     the Mamba mixers' backend (auto, triton, cuda, torch)."""
     if not torch.cuda.is_available():
         raise DimsumError("the GPU benchmark needs a CUDA GPU (this machine has none)")
@@ -221,10 +225,13 @@ def run(models: list[str], out: str, repeats: int = 5, batch_256: int = 64, batc
                 macs = count_macs(create_model(name, input_size=latent, num_classes=1000)).macs
             train_flops = 6 * macs  # forward (2·MACs) + backward (2× forward)
             entry: dict[str, Any] = {"batch": batch, "gflops_per_image_forward": 2 * macs / 1e9}
-            variants = [("train_tf32", False, False), ("train_bf16", True, False)]
-            variants += [("train_bf16_compiled", True, True)] if compile else []
-            for key, bf16, compiled in variants:
-                m = measure_training(name, latent, batch, bf16, repeats, compile=compiled, mixer_backend=mixer_backend)
+            variants = [("train_tf32", False, False, False), ("train_bf16", True, False, False)]
+            variants += [("train_bf16_compiled", True, True, False)] if compile else []
+            variants += [("train_bf16_graphed", True, False, True)] if cuda_graph else []
+            variants += [("train_bf16_compiled_graphed", True, True, True)] if compile and cuda_graph else []
+            for key, bf16, compiled, graphed in variants:
+                m = measure_training(name, latent, batch, bf16, repeats, compile=compiled, mixer_backend=mixer_backend,
+                                     cuda_graph=graphed)
                 if "img_per_s" in m:
                     m["mfu"] = m["img_per_s"] * train_flops / (peak * 1e12)
                 entry[key] = m
@@ -252,7 +259,7 @@ def print_table(result: dict[str, Any]) -> None:
           f"mixer backend {result.get('mixer_backend', 'auto')}")
     print(f"{'model':<12}{'px':>5}{'batch':>7}{'train tf32':>12}{'train bf16':>12}{'MFU bf16':>10}"
           f"{'peak GiB':>10}{'fwd b1 ms':>11}{'graphed':>9}{'fwd b64 img/s':>15}{'compiled bf16':>15}"
-          f"{'graphed compiled':>18}")
+          f"{'graphed compiled':>18}{'graphed bf16':>14}{'graphed compiled bf16':>23}")
     for name, by_px in result["models"].items():
         for px, e in by_px.items():
             tf, bf = e["train_tf32"], e["train_bf16"]
@@ -263,5 +270,7 @@ def print_table(result: dict[str, Any]) -> None:
                   f"{e['forward_b1_tf32_cuda_graph']['ms'] if 'forward_b1_tf32' in e else float('nan'):>9.2f}"
                   f"{e['forward_b64_tf32']['img_per_s'] if 'forward_b64_tf32' in e else float('nan'):>15.1f}"
                   f"{fmt(e['train_bf16_compiled'], 'img_per_s', '15.1f') if 'train_bf16_compiled' in e else '':>15}"
-                  f"{fmt(e['forward_b1_tf32_cuda_graph_compiled'], 'ms', '18.2f') if 'forward_b1_tf32_cuda_graph_compiled' in e else '':>18}")
+                  f"{fmt(e['forward_b1_tf32_cuda_graph_compiled'], 'ms', '18.2f') if 'forward_b1_tf32_cuda_graph_compiled' in e else '':>18}"
+                  f"{fmt(e['train_bf16_graphed'], 'img_per_s', '14.1f') if 'train_bf16_graphed' in e else '':>14}"
+                  f"{fmt(e['train_bf16_compiled_graphed'], 'img_per_s', '23.1f') if 'train_bf16_compiled_graphed' in e else '':>23}")
 

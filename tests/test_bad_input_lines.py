@@ -42,6 +42,15 @@ def one_error_line(result) -> str:  # noqa: ANN001
     return errors[0]
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is about a machine without CUDA")
+def test_validate_and_run_refuse_cuda_graphs_without_cuda(tmp_path):
+    for command in ("validate", "run"):
+        line = one_error_line(invoke(command, "quickstart", "train.cuda_graph=true", f"out_dir={tmp_path / 'run'}"))
+        assert line.endswith("quickstart.yaml: train.cuda_graph needs a CUDA device (the run would train on cpu); "
+                             "set train.cuda_graph=false"), line
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("override, expected", [
     ("train.global_batch_size=-8", "train.global_batch_size: -8 is out of range; use a value >= 1"),
     ("train.global_batch_size=0", "train.global_batch_size: 0 is out of range; use a value >= 1"),

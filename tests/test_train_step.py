@@ -57,3 +57,90 @@ def test_the_gpu_benchmark_times_the_training_step_without_the_ema():
     assert loss > 0 and grad_norm > 0
     moved = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
     assert moved == set(before) - {"cond_proj.weight", "cond_proj.bias"}
+
+
+def test_cuda_graph_refuses_what_it_cannot_capture_in_one_line():
+    from dimsum_core.config.nodes import build
+    from dimsum_core.errors import RecipeError
+    from dimsum_core.train.config import TrainConfig
+    from dimsum_core.train.step import TrainStep, cuda_graph_problem
+
+    model = tiny_models.TinyTrainModel(input_size=8, num_classes=4)
+    with pytest.raises(RecipeError, match=r"^train.cuda_graph needs a CUDA device \(the run would train on cpu\); "
+                                          r"set train.cuda_graph=false$"):
+        TrainStep(model, build("objective", "gvp"), TrainConfig(cuda_graph=True), torch.device("cpu"))
+    assert cuda_graph_problem(TrainConfig(cuda_graph=True), "cuda", 2) == (
+        "train.cuda_graph captures one micro-batch a step, not train.grad_accum=2; set train.grad_accum=1 or "
+        "train.cuda_graph=false")
+    assert cuda_graph_problem(TrainConfig(cuda_graph=True), "cuda", 1) is None
+    assert cuda_graph_problem(TrainConfig(), "cpu", 2) is None
+
+
+def _graph_pair(name: str, cuda_graph: bool, **model_kwargs):  # noqa: ANN202
+    from dimsum_core import create_model
+    from dimsum_core.config.nodes import build
+    from dimsum_core.train.config import TrainConfig
+    from dimsum_core.train.step import TrainStep
+
+    torch.manual_seed(0)
+    model = create_model(name, input_size=16, in_channels=3, num_classes=4, hidden_size=64, depth=2,
+                         **model_kwargs).cuda().train()
+    cfg = TrainConfig(lr=1e-3, warmup_steps=3, label_dropout=0.2, ema_decay=0.9, precision="fp32",
+                      cuda_graph=cuda_graph)
+    return model, TrainStep(model, build("objective", "gvp"), cfg, torch.device("cuda"))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("name", "kwargs"), [("dit-S/2", {"num_heads": 4}),
+                                              ("dimsum-S/2", {"drop_path": 0.0, "mixer": {"name": "mamba", "backend": "triton"}})],
+                         ids=["dit", "dimsum-triton"])
+def test_a_graphed_step_trains_like_the_eager_one(name, kwargs):
+    """Same draws, same lr warm-up, same weights, EMA and AdamW state after each step (the captured AdamW
+    computes its bias corrections on the device, hence allclose and not equal); the checkpointed lr is a
+    plain float, so an eager run resumes from a graphed one."""
+    runs = [_graph_pair(name, graphed, **kwargs) for graphed in (False, True)]
+    g = torch.Generator().manual_seed(1)
+    x1, y = torch.randn(8, 3, 16, 16, generator=g).cuda(), torch.randint(0, 4, (8,), generator=g).cuda()
+    for step in range(4):
+        out = []
+        for _, train_step in runs:
+            train_step.set_lr(step, 10)
+            loss = train_step.micro_batch(x1, y, torch.Generator("cuda").manual_seed(step))
+            norm = train_step.clip()
+            train_step.apply()
+            out.append((float(loss), float(norm)))
+        assert out[0] == pytest.approx(out[1], rel=1e-4), step
+    (eager_model, eager), (graphed_model, graphed) = runs
+    assert graphed.graphs is not None and eager.graphs is None
+    for a, b in zip([*eager_model.parameters(), *eager.ema.parameters()],
+                    [*graphed_model.parameters(), *graphed.ema.parameters()], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    state = graphed.optimizer.state_dict()
+    assert all(type(group["lr"]) is float for group in state["param_groups"])
+    eager.optimizer.load_state_dict(state)
+    eager.set_lr(4, 10)
+    eager.micro_batch(x1, y, torch.Generator("cuda").manual_seed(4))
+    eager.clip()
+    eager.apply()
+    assert all(torch.isfinite(p).all() for p in eager_model.parameters())
+
+
+@pytest.mark.gpu
+def test_a_graphed_step_refuses_another_batch_shape_in_one_line():
+    from dimsum_core.errors import DataError
+
+    _, train_step = _graph_pair("dit-S/2", True, num_heads=4)
+    x1, y = torch.randn(8, 3, 16, 16, device="cuda"), torch.zeros(8, dtype=torch.long, device="cuda")
+    train_step(x1, y, torch.Generator("cuda").manual_seed(0))
+    with pytest.raises(DataError, match=r"captured for batches of shape \(8, 3, 16, 16\), got \(4, 3, 16, 16\); "
+                                         r"keep the batch size fixed or set train.cuda_graph=false"):
+        train_step(x1[:4], y[:4], torch.Generator("cuda").manual_seed(1))
+
+
+@pytest.mark.gpu
+def test_a_graphed_run_through_the_trainer_saves_and_resumes(tmp_path):
+    """`dimsum run` with train.cuda_graph: the loop, its checkpoints and a resume work as without."""
+    tiny_models.register()
+    first = make_trainer(tmp_path, steps=4, every=2, device="cuda", grad_accum=1, cuda_graph=True).run()
+    again = make_trainer(tmp_path, steps=6, every=2, device="cuda", grad_accum=1, cuda_graph=True).run()
+    assert first.step == 4 and again.step == 6 and again.trained and again.loss == again.loss

@@ -81,7 +81,7 @@ def train_arm(arm: Arm, seed: int, images: int, eval_every_images: int, train: S
             raise DimsumError(f"arm {arm.name}: model.num_classes={model.num_classes} but the data has {num_classes}")
         train_step = TrainStep(model, objective, cfg, device)
         if cfg.compile:
-            train_step.net = torch.compile(model)
+            model.compile_regions()
         run = ArmRun(arm.name, seed, sum(p.numel() for p in model.parameters()),
                      count_macs(model).macs / 1e9, total_steps, batch)
         images_dev, labels_dev = train.images.to(device), train.labels.to(device)

@@ -16,10 +16,13 @@ import click
               show_default=True, help="Image sizes to measure (repeat the option).")
 @click.option("--compile", "compile_", is_flag=True,
               help="Also time bf16 training of the compiled model, as train.compile does (compiling DiMSUM-L/2 takes ~100 s).")
+@click.option("--cuda-graph", is_flag=True,
+              help="Also time bf16 training replayed from CUDA graphs, as train.cuda_graph does (with --compile: "
+                   "the compiled model replayed too).")
 @click.option("--mixer-backend", type=click.Choice(["auto", "triton", "cuda", "torch"]), default="auto",
               show_default=True, help="Kernels of the Mamba mixers (cuda: mamba-ssm's, for comparison).")
 def bench(models: tuple[str, ...], out: str, repeats: int, batch_256: int, batch_512: int,
-          sizes: tuple[str, ...], compile_: bool, mixer_backend: str) -> None:
+          sizes: tuple[str, ...], compile_: bool, cuda_graph: bool, mixer_backend: str) -> None:
     """Training throughput (TF32 and bf16), forward latency, peak memory, MFU and the forward time
     share of each part, for each model at 256 and 512 px, in one process on one GPU.
 
@@ -27,9 +30,10 @@ def bench(models: tuple[str, ...], out: str, repeats: int, batch_256: int, batch
     Examples:
       dimsum bench
       dimsum bench --models dimsum-L/2 --batch-256 32 --out my.json
-      dimsum bench --sizes 256 --compile
+      dimsum bench --sizes 256 --compile --cuda-graph
       dimsum bench --models dimsum-L/2 --sizes 256 --mixer-backend cuda
     """
     from dimsum_core.gpu_benchmark import run
 
-    run(list(models), out, repeats, batch_256, batch_512, tuple(int(s) for s in sizes), compile_, mixer_backend)
+    run(list(models), out, repeats, batch_256, batch_512, tuple(int(s) for s in sizes), compile_, mixer_backend,
+        cuda_graph)

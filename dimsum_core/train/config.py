@@ -49,6 +49,9 @@ class TrainConfig:
     precision: Precision = "tf32"
     #: torch.compile the model: each repeated block once (FlowModel.compile_regions)
     compile: bool = False
+    #: replay each step from CUDA graphs (forward + backward + clipping, then AdamW + EMA): removes the
+    #: launch overhead that dominates small models; CUDA only, one process, grad_accum 1, fixed batch shape
+    cuda_graph: bool = False
     grad_accum: PositiveInt = 1
     #: data loading processes per rank; more than a few dozen only costs memory
     num_workers: Annotated[int, Range(ge=0, le=64)] = 4

@@ -14,6 +14,7 @@ from dimsum_core.models import create_model
 from dimsum_core.plugin.manager import registry
 from dimsum_core.train.config import CheckpointConfig, LogConfig, TrainConfig, as_config
 from dimsum_core.train.loop import Trainer, TrainResult, check_fit
+from dimsum_core.train.step import cuda_graph_problem
 
 
 def check_train(recipe: dict[str, Any]) -> list[str]:
@@ -28,6 +29,9 @@ def check_train(recipe: dict[str, Any]) -> list[str]:
     if cfg.global_batch_size % cfg.grad_accum:
         problems.append(f"train.global_batch_size={cfg.global_batch_size} does not split into "
                         f"train.grad_accum={cfg.grad_accum} micro-batches; use a multiple of it")
+    device_type = "cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu"
+    if problem := cuda_graph_problem(cfg, device_type, cfg.grad_accum):
+        problems.append(problem)
     try:
         build("sampler", options["log"].sampler)
     except (DimsumError, ValueError) as exc:
