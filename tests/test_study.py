@@ -26,7 +26,15 @@ from convergence.classifier import (
 )
 from convergence.data import decode, load_split
 from convergence.features import register
-from convergence.report import Estimate, accuracy_at_chance, at_seconds, compare, verdict
+from convergence.report import (
+    Estimate,
+    accuracy_at_chance,
+    at_seconds,
+    compare,
+    nfe_estimates,
+    saturation,
+    verdict,
+)
 from convergence.runner import eval_steps
 from dimsum_core.config.nodes import build
 from dimsum_core.data.scenes import SHAPE_NAMES, ProceduralScenes
@@ -306,3 +314,37 @@ def test_runner_keeps_the_parameters_a_model_fixed_fixed(monkeypatch):
     runner.train_arm(arm, 0, 32, 32, train, evaluator, torch.device("cpu"), lambda *a: None)
     fixed = create_model(arm.model).pos_embed
     assert not built[0].pos_embed.requires_grad and torch.equal(built[0].pos_embed, fixed)
+
+
+def test_the_nfe_sweep_samples_the_final_weights_and_the_page_answers_question_2(tmp_path, monkeypatch):
+    sweep = [{"name": "euler", "steps": 2}, {"name": "euler", "steps": 4}, {"name": "heun", "steps": 2},
+             {"name": "dopri5", "atol": 1e-6, "rtol": 1e-3}]
+    monkeypatch.setattr(driver, "NFE_SWEEP", sweep)
+    out, doc = tmp_path / "out", tmp_path / "study.md"
+    assert driver.main(_study_args(out, doc, "--nfe-sweep")) == 0
+    results = driver.load_results(out)
+    assert results["settings"]["nfe_sweep"] == sweep
+    for run in results["runs"].values():
+        rows = run["nfe_sweep"]
+        assert [r["sampler"] for r in rows] == sweep
+        assert [r["nfe"] for r in rows[:3]] == [2, 4, 4] and rows[3]["nfe"] > 6  # Heun: 2 calls a step
+        assert all(0 <= r["accuracy"] <= 1 and r["fd"] > 0 for r in rows)
+    text = doc.read_text()
+    assert "## Sampling: NFE and quality against NFE (question 2)" in text
+    assert "| DiMSUM needs fewer dopri5 NFE than DiT | `dit` |" in text
+    assert "| euler 4 |" in text and "| dopri5 rtol 0.001 |" in text and (tmp_path / "study" / "nfe.png").is_file()
+    # a study without the sweep in the same folder is another study
+    assert driver.main(_study_args(out, doc)) == 2
+
+
+def test_nfe_saturation_is_the_fewest_nfe_within_two_standard_errors_of_the_best():
+    def run(seed: int, fds: list[float]) -> dict:
+        rows = [{"sampler": {"name": "euler", "steps": s}, "nfe": s, "fd": fd, "accuracy": 0.5}
+                for s, fd in zip((4, 8, 16, 32), fds, strict=True)]
+        return {"arm": "dimsum", "seed": seed, "complete": True, "curve": [], "nfe_sweep": rows}
+
+    results = {"runs": {"a": run(0, [9.0, 5.0, 3.1, 3.0]), "b": run(1, [9.2, 5.2, 2.9, 3.1]),
+                        "c": run(2, [8.8, 4.8, 3.0, 2.9])}}
+    estimates = nfe_estimates(results, "dimsum")
+    assert estimates["euler 8"]["fd"].mean == pytest.approx(5.0) and estimates["euler 8"]["nfe"].n == 3
+    assert saturation(estimates, "euler") == "16" and saturation(estimates, "heun") == "—"

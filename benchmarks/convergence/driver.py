@@ -33,8 +33,8 @@ from dimsum_core.train.config import as_config
 from .arms import STUDY_RECIPES, Arm, load_arm, parse_arms
 from .classifier import ClassifierConfig, load_classifier, save_classifier, train_classifier
 from .data import Split, load_split, split_node_for
-from .evaluation import EvalSettings, StudyEvaluator
-from .report import render
+from .evaluation import NFE_SWEEP, EvalSettings, StudyEvaluator
+from .report import render, sampler_label
 from .runner import train_arm
 
 #: the study's command line, which workers run again
@@ -72,6 +72,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--t-grid", type=int, default=10, help="points of the t grid of the validation loss")
     p.add_argument("--samples-per-class", type=int, default=50, help="class-conditional samples per class per eval")
     p.add_argument("--eval-batch", type=int, default=500, help="batch size of evaluation forward passes")
+    p.add_argument("--nfe-sweep", action="store_true",
+                   help="after each run, sample its final weights with Euler, Heun and dopri5 at several NFE "
+                        "(issue 18's question 2)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--title", default="", help="a line saying what this run is (defaults to the budget)")
     p.add_argument("--smoke", action="store_true", help="mark the report as a smoke run (automatic on the CPU)")
@@ -211,7 +214,8 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         "weight_decay": t.weight_decay, "grad_clip": t.grad_clip, "ema_decay": t.ema_decay,
         "label_dropout": t.label_dropout, "precision": t.precision if device.type == "cuda" else "fp32",
         "compile": t.compile, "cuda_graph": t.cuda_graph, "sampler": plain(base.log.sampler), "cfg_scale": base.log.cfg_scale,
-        "eval": eval_settings.__dict__, "classifier": classifier_cfg.__dict__, "overrides": list(args.overrides),
+        "eval": eval_settings.__dict__, "nfe_sweep": NFE_SWEEP if args.nfe_sweep else [],
+        "classifier": classifier_cfg.__dict__, "overrides": list(args.overrides),
         "device": _device_name(device), "torch": torch.__version__,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "smoke": bool(args.smoke or device.type == "cpu"),
@@ -298,8 +302,12 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                     f"FD {point['fd']:8.3f}  acc {point['accuracy']:6.1%}  (eval {point['eval_seconds']:.1f} s)")
 
             say(f"{key}: training {args.images:,} images in batches of {arm.train.global_batch_size} on {device}")
-            train_arm(arm, seed, args.images, args.eval_every, train, evaluator, device, on_eval)
-            results["runs"][key]["complete"] = True
+            run = train_arm(arm, seed, args.images, args.eval_every, train, evaluator, device, on_eval,
+                            settings["nfe_sweep"])
+            results["runs"][key].update(nfe_sweep=run.nfe_sweep, complete=True)
+            for row in run.nfe_sweep:
+                say(f"{key:<30} {sampler_label(row['sampler']):>18}  NFE {row['nfe']:6.1f}  FD {row['fd']:8.3f}  "
+                    f"acc {row['accuracy']:6.1%}")
             _write_json(_run_path(out, key), results["runs"][key])
             if args.worker:
                 continue

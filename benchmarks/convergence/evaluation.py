@@ -7,6 +7,8 @@
   number per class) and of the whole validation split (``dimsum_core.metrics``).
 * ``accuracy``: how often the classifier assigns a sample the class it was generated for.
 * a sample grid: one column per class, fixed noise.
+* the NFE sweep (issue 18's question 2, on a run's final weights): for each sampler of :data:`NFE_SWEEP`,
+  the mean NFE per sample and the FD and accuracy of the same class-conditional samples (same noise).
 """
 
 from __future__ import annotations
@@ -29,6 +31,16 @@ from dimsum_core.sampling.outputs import grid_picture
 
 from .classifier import SceneClassifier
 from .data import Split, decode
+
+#: Euler and Heun over a range of steps, and dopri5 at the official tolerances (atol 1e-6, rtol 1e-3)
+#: and one decade either side in rtol: "the same sampler at the same NFE", and the adaptive solver's NFE
+NFE_SWEEP: list[dict[str, Any]] = (
+    [{"name": "euler", "steps": s} for s in (4, 8, 16, 32, 64)]
+    + [{"name": "heun", "steps": s} for s in (2, 4, 8, 16, 32)]
+    + [{"name": "dopri5", "atol": 1e-6, "rtol": r} for r in (1e-2, 1e-3, 1e-4)]
+)
+#: the official sampler among them
+OFFICIAL_DOPRI5 = {"name": "dopri5", "atol": 1e-6, "rtol": 1e-3}
 
 
 @dataclass(frozen=True)
@@ -93,16 +105,31 @@ class StudyEvaluator:
             per_t.append(total / len(self.x1))
         return float(np.mean(per_t)), per_t
 
-    def samples(self, model: FlowModel) -> tuple[torch.Tensor, torch.Tensor]:
-        """Class-conditional samples, classes cycling with the index: uint8 (N, 3, R, R), labels (N,)."""
+    def samples(self, model: FlowModel, sampler: Any = None) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Class-conditional samples (of the study's sampler, or ``sampler``), classes cycling with the
+        index: uint8 (N, 3, R, R), labels (N,) and the mean NFE per sample."""
         n = self.settings.samples_per_class * self.num_classes
-        images, labels = [], []
-        for batch in generate(model, self.sampler, range(n), seed=self.settings.seed,
+        images, labels, nfe = [], [], 0
+        for batch in generate(model, sampler or self.sampler, range(n), seed=self.settings.seed,
                               batch_size=self.settings.batch_size, cfg_scale=self.cfg_scale,
                               classes=list(range(self.num_classes)), precision=self.precision):
             images.append(batch.images)
             labels.append(batch.labels)
-        return torch.cat(images), torch.cat(labels)
+            nfe += batch.nfe * len(batch.indices)
+        return torch.cat(images), torch.cat(labels), nfe / n
+
+    def nfe_sweep(self, model: FlowModel, samplers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """For each sampler node: its mean NFE per sample, and the FD and accuracy of its samples."""
+        was_training = model.training
+        model.eval()
+        rows = []
+        for node in samplers:
+            began = time.perf_counter()
+            images, labels, nfe = self.samples(model, build("sampler", node))
+            rows.append({"sampler": node, "nfe": nfe, **self.sample_metrics(images, labels),
+                         "seconds": time.perf_counter() - began})
+        model.train(was_training)
+        return rows
 
     def sample_metrics(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         features, predicted = classifier_outputs(self.classifier, images)
@@ -115,7 +142,7 @@ class StudyEvaluator:
         was_training = model.training
         model.eval()
         loss, per_t = self.val_loss(model, objective)
-        images, labels = self.samples(model)
+        images, labels, _ = self.samples(model)
         model.train(was_training)
         result: dict[str, Any] = {"val_loss": loss, "val_loss_t": per_t, **self.sample_metrics(images, labels)}
         result["eval_seconds"] = time.perf_counter() - began

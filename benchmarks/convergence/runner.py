@@ -44,6 +44,8 @@ class ArmRun:
     steps: int
     batch_size: int
     curve: list[dict[str, Any]] = field(default_factory=list)
+    #: the final EMA weights' quality against NFE (StudyEvaluator.nfe_sweep), when the study asks for it
+    nfe_sweep: list[dict[str, Any]] = field(default_factory=list)
 
 
 def eval_steps(total_steps: int, batch_size: int, eval_every_images: int) -> list[int]:
@@ -60,8 +62,10 @@ def _synchronize(device: torch.device) -> None:
 
 def train_arm(arm: Arm, seed: int, images: int, eval_every_images: int, train: Split,
               evaluator: StudyEvaluator, device: torch.device,
-              on_eval: Callable[[ArmRun, dict[str, Any], Image.Image], None]) -> ArmRun:
-    """Train ``arm`` from scratch with ``seed`` on ``train`` (on ``device``) for ``images`` images."""
+              on_eval: Callable[[ArmRun, dict[str, Any], Image.Image], None],
+              nfe_samplers: list[dict[str, Any]] | None = None) -> ArmRun:
+    """Train ``arm`` from scratch with ``seed`` on ``train`` (on ``device``) for ``images`` images; then,
+    with ``nfe_samplers``, sweep them on the final EMA weights."""
     cfg = arm.train
     batch = cfg.global_batch_size
     total_steps = max(1, math.ceil(images / batch))
@@ -117,4 +121,6 @@ def train_arm(arm: Arm, seed: int, images: int, eval_every_images: int, train: S
                 interval_loss, interval_steps = 0.0, 0
                 _synchronize(device)
                 started = time.perf_counter()
+        if nfe_samplers:
+            run.nfe_sweep = evaluator.nfe_sweep(train_step.ema, nfe_samplers)
     return run
