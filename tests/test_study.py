@@ -348,3 +348,40 @@ def test_nfe_saturation_is_the_fewest_nfe_within_two_standard_errors_of_the_best
     estimates = nfe_estimates(results, "dimsum")
     assert estimates["euler 8"]["fd"].mean == pytest.approx(5.0) and estimates["euler 8"]["nfe"].n == 3
     assert saturation(estimates, "euler") == "16" and saturation(estimates, "heun") == "—"
+
+
+def test_a_killed_run_continues_from_its_last_evaluation_as_if_it_had_not_stopped(tmp_path, monkeypatch, capsys):
+    straight = tmp_path / "straight"
+    assert driver.main(_study_args(straight, tmp_path / "a.md", "--arms", "dimsum")) == 0
+    real = driver.train_arm
+
+    def killed_after_first_evaluation(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        on_eval = args[7]
+
+        def once(run, point, grid):  # noqa: ANN001, ANN202
+            on_eval(run, point, grid)
+            raise KeyboardInterrupt
+
+        return real(*args[:7], once, *args[8:], **kwargs)
+
+    out = tmp_path / "killed"
+    monkeypatch.setattr(driver, "train_arm", killed_after_first_evaluation)
+    with pytest.raises(KeyboardInterrupt):
+        driver.main(_study_args(out, tmp_path / "b.md", "--arms", "dimsum"))
+    state = out / "runs" / "dimsum-seed0.pt"
+    assert state.is_file() and not driver.load_results(out)["runs"]["dimsum/0"]["complete"]
+    monkeypatch.setattr(driver, "train_arm", real)
+    capsys.readouterr()
+    assert driver.main(_study_args(out, tmp_path / "b.md", "--arms", "dimsum")) == 0
+    assert "dimsum/0: resumed at step 2 from" in capsys.readouterr().out
+    a, b = (driver.load_results(d)["runs"]["dimsum/0"] for d in (straight, out))
+    assert b["complete"] and not state.exists()
+    assert [p["images"] for p in a["curve"]] == [p["images"] for p in b["curve"]] == [64, 128]
+    for p, q in zip(a["curve"], b["curve"], strict=True):  # drop path, noise, data order: all continued
+        assert (p["val_loss"], p["fd"], p["train_loss"]) == (q["val_loss"], q["fd"], q["train_loss"])
+
+    # a state file that cannot be read is one line naming it and the fix
+    torch.save({"step": 1}, state)
+    (out / "runs" / "dimsum-seed0.json").write_text(json.dumps({**b, "complete": False}))
+    assert driver.main(_study_args(out, tmp_path / "b.md", "--arms", "dimsum")) == 2
+    assert "dimsum-seed0.pt: cannot resume this run from it" in capsys.readouterr().err

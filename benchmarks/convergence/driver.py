@@ -4,7 +4,8 @@ images with each seed, evaluate at fixed intervals, keep every curve in ``OUT/re
 
 Results are written after every evaluation, one file per (arm, seed) under ``OUT/runs/``; a finished
 (arm, seed) is never redone, so a killed run keeps its finished arms and the same command continues with
-the rest. An unfinished run restarts. ``--jobs N`` trains N (arm, seed) runs at once in worker processes
+the rest. An unfinished run continues from its last evaluation (``runs/<arm>-seed<k>.pt``, deleted when
+the run is complete). ``--jobs N`` trains N (arm, seed) runs at once in worker processes
 on the same device (small models leave a GPU partly idle); each worker claims the next unclaimed run.
 """
 
@@ -120,7 +121,7 @@ def _claim(out: Path, key: str) -> bool:
 
 
 def _run_workers(args: argparse.Namespace, argv: list[str]) -> None:
-    for stale in (args.out / RUNS).glob("*.claim"):  # left by a killed run; its run restarts
+    for stale in (args.out / RUNS).glob("*.claim"):  # left by a killed run; its run continues
         stale.unlink()
     command = [sys.executable, str(SCRIPT), *argv, "--worker"]
     # several processes share the cores: idle OpenMP threads sleep (see dimsum_core/__init__.py)
@@ -302,13 +303,15 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                     f"FD {point['fd']:8.3f}  acc {point['accuracy']:6.1%}  (eval {point['eval_seconds']:.1f} s)")
 
             say(f"{key}: training {args.images:,} images in batches of {arm.train.global_batch_size} on {device}")
+            state = _run_path(out, key).with_suffix(".pt")
             run = train_arm(arm, seed, args.images, args.eval_every, train, evaluator, device, on_eval,
-                            settings["nfe_sweep"])
+                            settings["nfe_sweep"], state)
             results["runs"][key].update(nfe_sweep=run.nfe_sweep, complete=True)
             for row in run.nfe_sweep:
                 say(f"{key:<30} {sampler_label(row['sampler']):>18}  NFE {row['nfe']:6.1f}  FD {row['fd']:8.3f}  "
                     f"acc {row['accuracy']:6.1%}")
             _write_json(_run_path(out, key), results["runs"][key])
+            state.unlink(missing_ok=True)
             if args.worker:
                 continue
             try:
