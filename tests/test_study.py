@@ -150,8 +150,9 @@ def test_classifier_trains_and_round_trips_as_a_feature_plugin(tmp_path):
 
 @pytest.mark.gpu
 def test_classifier_recipe_recognises_real_validation_scenes():
-    """The shipped classifier recipe on the full 32 px train split: the accuracy the study reports."""
-    node = {"name": "procedural-scenes", "resolution": 32, "num_classes": 10, "size": 50000, "seed": 0}
+    """The shipped classifier recipe on the study's full train split: the accuracy the study reports
+    (92.5% at 16 px, 98.6% at 32 px on the H200)."""
+    node = {k: v for k, v in load_arm("dit").data.items() if k != "split"}
     train = load_split({**node, "split": "train"}, workers=16)
     val = load_split({**node, "split": "val", "size": 5000}, workers=16)
     cfg = driver._classifier_config([])

@@ -404,13 +404,15 @@ def render(results: dict[str, Any], doc: Path) -> None:
             add(f"**{arm}**\n\n![{arm}]({doc.stem}/grids/{arm}.png)\n")
 
     add("## Limits of this setting\n")
-    add(f"- Small scale: S-size models, {s['resolution']}×{s['resolution']} pixels, a procedural dataset, and a budget "
+    add(f"- Small scale: small models (see the params column), {s['resolution']}×{s['resolution']} pixels, a procedural "
+        f"dataset, and a budget "
         f"of {s['images']:,} images, far from the paper's 256-px latents and hundreds of epochs. Early "
         "convergence can rank architectures differently from the end of long training.")
     add("- One untuned optimiser setting for all arms (lr, batch, EMA above). Each architecture may prefer "
         "another one; the paper's DiT baseline also used its own recipe.")
-    add("- Presets are compared as defined, not at matched parameters or FLOPs (see the params and GMACs "
-        "columns); the DiMSUM arms keep the official drop-path 0.1, DiT and Mamba have none.")
+    add("- Every arm is its preset at the study's shared width and depth (`recipes/study/base.yaml`), not matched "
+        "in parameters or FLOPs (see the params and GMACs columns); the DiMSUM arms keep the official drop-path "
+        "0.1, DiT and Mamba have none.")
     add("- The FD is measured in the feature space of a small classifier trained on the same data; it is "
         "not an Inception FID and is only comparable within this study. It is biased by the sample count "
         "(see the floor above). The accuracy metric cannot see texture or colour errors that keep the shape.")
