@@ -29,6 +29,17 @@ ARMS = {
     "independent-transformers": "DiMSUM-S/2, independent transformers instead of one shared",
     "pyramid-layout": "DiMSUM-S/2, pyramid wavelet layout instead of interleaved",
 }
+#: question 3 (scan-order sensitivity): the spatial scans compared, each with and without the wavelet
+#: branch; sweep4 (the official order) is the `dimsum` and `no-wavelet` arms
+SCAN_ORDERS = ("bidirectional", "jpeg8", "sweep8", "zigzag8")
+ARMS.update({arm: what for order in SCAN_ORDERS for arm, what in (
+    (f"scan-{order}", f"DiMSUM-S/2, {order} spatial scan"),
+    (f"scan-{order}-no-wavelet", f"DiMSUM-S/2 without the wavelet branch, {order} spatial scan"))})
+
+
+def scan_order_arms(order: str) -> tuple[str, str]:
+    """The (with wavelet, without wavelet) arms of one spatial scan order of question 3."""
+    return ("dimsum", "no-wavelet") if order == "sweep4" else (f"scan-{order}", f"scan-{order}-no-wavelet")
 
 
 @dataclass
