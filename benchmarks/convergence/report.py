@@ -131,9 +131,8 @@ def accuracy_at_chance(results: dict[str, Any]) -> bool:
     return bool(finals) and max(finals) < 2 * chance
 
 
-def plot(results: dict[str, Any], path: Path) -> None:
-    """val loss / FD / accuracy against images seen and against training seconds (mean over seeds,
-    the band spans the seeds)."""
+def _pyplot() -> Any:
+    """matplotlib.pyplot on the file-only backend, or one line saying how to install it."""
     try:
         import matplotlib
 
@@ -141,6 +140,13 @@ def plot(results: dict[str, Any], path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise DimsumError('the study plot needs matplotlib: pip install -e ".[plot]"') from None
+    return plt
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """val loss / FD / accuracy against images seen and against training seconds (mean over seeds,
+    the band spans the seeds)."""
+    plt = _pyplot()
     arms = [a for a in ARMS if _runs_of(results, a)]
     fig, axes = plt.subplots(len(METRICS), 2, figsize=(12, 3.6 * len(METRICS)), squeeze=False)
     colours = plt.get_cmap("tab20")
@@ -207,11 +213,7 @@ def saturation(estimates: dict[str, dict[str, Estimate]], family: str) -> str:
 
 def plot_nfe(results: dict[str, Any], arms: list[str], path: Path) -> None:
     """Accuracy and FD against mean NFE per sample, one colour per arm, one line style per sampler."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     colours = plt.get_cmap("tab10")
     for k, arm in enumerate(arms):
@@ -334,8 +336,8 @@ def _scan_order_section(results: dict[str, Any]) -> list[str]:
     if missing:
         speeds = {a: np.mean([r["curve"][-1]["images"] / r["curve"][-1]["train_seconds"] for r in _runs_of(results, a)])
                   for a in ("dimsum", "no-wavelet") if _runs_of(results, a)}
-        minutes = [s["images"] / speeds[("no-wavelet" if arm.endswith("no-wavelet") else "dimsum")] / 60
-                   for arm, _ in missing if ("no-wavelet" if arm.endswith("no-wavelet") else "dimsum") in speeds]
+        like = ["no-wavelet" if arm.endswith("no-wavelet") else "dimsum" for arm, _ in missing]  # the same model's speed
+        minutes = [s["images"] / speeds[a] / 60 for a in like if a in speeds]
         cost = (f"about {sum(minutes):.0f} device-minutes at the `dimsum` and `no-wavelet` arms' measured speeds"
                 if len(minutes) == len(missing) else "cost unknown until the `dimsum` and `no-wavelet` arms have run")
         out.append(f"\nNot run yet: {len(missing)} (arm, seed) runs of {s['images']:,} images "
