@@ -10,6 +10,7 @@ the kernel module), and return contiguous ``(N, d, L)`` tensors.
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 from torch import Tensor
@@ -20,6 +21,10 @@ from torch import Tensor
 SCAN_FWD = (256, 8, 4)
 SCAN_BWD = (128, 4, 1)
 CONV = (256, 8, 4)
+# EXPERIMENT: the Gluon scan kernels (dimsum_core/ops/gluon_kernels.py), chunk T and warps (BD = 32 x warps);
+# Triton's interpreter cannot run Gluon, so there the Triton kernels stay
+GLUON_SCAN = (16, 4)
+USE_GLUON = os.environ.get("TRITON_INTERPRET") != "1" and os.environ.get("DIMSUM_SCAN_KERNELS", "gluon") == "gluon"
 
 
 def _time_contiguous(t: Tensor) -> Tensor:
@@ -50,6 +55,18 @@ def _scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
     batch, dim, length = u.shape
     n = A.shape[1]
     out = torch.empty((batch, dim, length), dtype=u.dtype, device=u.device)
+    if USE_GLUON:
+        from dimsum_core.ops import gluon_kernels as g
+
+        chunk, warps = GLUON_SCAN
+        block = 32 * warps
+        blocks = -(-dim // block)
+        carry = torch.empty((batch, blocks, n, block), dtype=torch.float32, device=u.device)
+        g.scan_fwd_kernel[(blocks, batch)](
+            u, delta, z, B, C, A, D, delta_bias, out, carry, length, dim, n,
+            *u.stride(), *delta.stride(), *z.stride(), *B.stride(), *C.stride(),
+            T=chunk, BD=block, EVEN=length % chunk == 0, num_warps=warps)
+        return out
     longest, block, warps = SCAN_FWD
     chunk = min(_next_pow2(length), longest)
     k.scan_fwd_kernel[(-(-dim // block), batch)](
@@ -72,6 +89,8 @@ def _scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
 
     batch, dim, length = u.shape
     n, np_ = A.shape[1], _next_pow2(A.shape[1])
+    if USE_GLUON:
+        return _scan_bwd_gluon(u, delta, A, B, C, D, z, delta_bias, dout)
     longest, block, warps = SCAN_BWD
     chunk = min(_next_pow2(length), longest)
     n_blocks = -(-dim // block)
@@ -88,6 +107,31 @@ def _scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
         dbias_part, scratch, length, dim, n, n_blocks, groups,
         *u.stride(), *delta.stride(), *z.stride(), *B.stride(), *C.stride(), *dout.stride(),
         T=chunk, BD=block, NP=np_, num_warps=warps)
+    dB, dC = dB_part.sum(1).to(B.dtype), dC_part.sum(1).to(C.dtype)
+    return (du, ddelta, dA_part.sum(0).to(A.dtype), dB, dC, dD_part.sum(0).to(D.dtype), dz,
+            dbias_part.sum(0).to(delta_bias.dtype))
+
+
+def _scan_bwd_gluon(u, delta, A, B, C, D, z, delta_bias, dout):  # noqa: ANN001, ANN202
+    from dimsum_core.ops import gluon_kernels as g
+
+    batch, dim, length = u.shape
+    n = A.shape[1]
+    chunk, warps = GLUON_SCAN
+    block = 32 * warps
+    blocks = -(-dim // block)
+    f32 = dict(dtype=torch.float32, device=u.device)
+    du, ddelta, dz = (torch.empty((batch, dim, length), dtype=x.dtype, device=u.device) for x in (u, delta, z))
+    dB_part, dC_part = (torch.empty((batch, blocks, n, length), **f32) for _ in range(2))
+    dA_part = torch.empty((batch, dim, n), **f32)
+    dD_part, dbias_part = torch.empty((batch, dim), **f32), torch.empty((batch, dim), **f32)
+    scratch = torch.empty((batch, blocks, -(-length // chunk), n, block), **f32)
+    carry = torch.empty((batch, blocks, n, block), **f32)
+    g.scan_bwd_kernel[(blocks, batch)](
+        u, delta, z, B, C, A, D, delta_bias, dout, du, ddelta, dz, dB_part, dC_part, dA_part, dD_part,
+        dbias_part, scratch, carry, length, dim, n,
+        *u.stride(), *delta.stride(), *z.stride(), *B.stride(), *C.stride(), *dout.stride(),
+        T=chunk, BD=block, EVEN=length % chunk == 0, num_warps=warps)
     dB, dC = dB_part.sum(1).to(B.dtype), dC_part.sum(1).to(C.dtype)
     return (du, ddelta, dA_part.sum(0).to(A.dtype), dB, dC, dD_part.sum(0).to(D.dtype), dz,
             dbias_part.sum(0).to(delta_bias.dtype))

@@ -1,0 +1,280 @@
+"""The selective scan in Gluon (Triton's explicit-layout dialect): time held in each thread.
+
+EXPERIMENT. Same inputs, outputs and float64 twin as :mod:`dimsum_core.ops.triton_kernels`; what differs is
+the layout, which Gluon lets a kernel state instead of leaving it to Triton: a (BD, T) tile puts one
+channel in each thread (BD = 32 x warps) and T consecutive steps in that thread's registers. Then
+
+* both scans run inside a thread, with no shuffles (Triton's layout spread time over lanes, and its
+  reverse scan flips its inputs and outputs through butterfly shuffles: 320 of the 414 shuffles per
+  state and chunk of the Triton backward);
+* the adjoint's reverse scan is a forward scan between two flips, and a flip along an in-thread axis is a
+  register renaming (tl.flip's xor swaps, which the compiler folds away: 0 instructions);
+* the carries between chunks (the state entering a chunk, the adjoint leaving it) are one column per
+  thread in a small per-program scratch, read and written by the thread that owns the channel, so no
+  register tile is indexed by state and no barrier is needed.
+
+Only the channel sums of dB and dC cross lanes.
+"""
+
+from __future__ import annotations
+
+import triton
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+
+LOG2E = gl.constexpr(1.4426950408889634)
+
+
+@triton.jit
+def _affine(a1, b1, a2, b2):
+    """Composition of h -> a1 h + b1, then h -> a2 h + b2."""
+    return a1 * a2, a2 * b1 + b2
+
+
+@gluon.jit
+def _sigmoid(x):
+    return 1.0 / (1.0 + gl.exp(-x))
+
+
+@gluon.jit
+def _softplus(x):
+    # torch's threshold: above 20, softplus(x) == x in float32
+    return gl.where(x > 20.0, x, gl.log(1.0 + gl.exp(gl.minimum(x, 20.0))))
+
+
+@gluon.jit
+def _flip(x, BD: gl.constexpr, T: gl.constexpr, layout: gl.constexpr):
+    """x reversed along time (axis 1, held in each thread): swaps of halves, quarters, ... as xors."""
+    y = x.to(gl.int32, bitcast=True)
+    if T == 8:
+        y = y.reshape([BD, 2, 2, 2])
+        y = y ^ gl.xor_sum(y, 1, keep_dims=True)
+        y = y ^ gl.xor_sum(y, 2, keep_dims=True)
+        y = y ^ gl.xor_sum(y, 3, keep_dims=True)
+    elif T == 16:
+        y = y.reshape([BD, 2, 2, 2, 2])
+        y = y ^ gl.xor_sum(y, 1, keep_dims=True)
+        y = y ^ gl.xor_sum(y, 2, keep_dims=True)
+        y = y ^ gl.xor_sum(y, 3, keep_dims=True)
+        y = y ^ gl.xor_sum(y, 4, keep_dims=True)
+    else:
+        gl.static_assert(T == 32, "T must be 8, 16 or 32")
+        y = y.reshape([BD, 2, 2, 2, 2, 2])
+        y = y ^ gl.xor_sum(y, 1, keep_dims=True)
+        y = y ^ gl.xor_sum(y, 2, keep_dims=True)
+        y = y ^ gl.xor_sum(y, 3, keep_dims=True)
+        y = y ^ gl.xor_sum(y, 4, keep_dims=True)
+        y = y ^ gl.xor_sum(y, 5, keep_dims=True)
+    return gl.convert_layout(y.reshape([BD, T]).to(gl.float32, bitcast=True), layout)
+
+
+@gluon.jit
+def _mask(mask_d, t, L, EVEN: gl.constexpr):
+    """The chunk's tile mask; with EVEN (L a multiple of T) only channels are masked, so the mask is
+    constant along a thread's steps and its loads stay vectors."""
+    if EVEN:
+        return mask_d[:, None]
+    return mask_d[:, None] & (t < L)[None, :]
+
+
+@gluon.jit
+def _row(ptr, t, s_t, L, EVEN: gl.constexpr):
+    """A per-step vector (B or C of one state) of the chunk, in float32."""
+    if EVEN:
+        return gl.load(ptr + t * s_t).to(gl.float32)
+    return gl.load(ptr + t * s_t, mask=t < L, other=0.0).to(gl.float32)
+
+
+@gluon.jit
+def _tile(ptr, s_d, s_t, cols, t, mask):
+    return gl.load(ptr + cols[:, None] * s_d + t[None, :] * s_t, mask=mask, other=0.0).to(gl.float32)
+
+
+@gluon.jit
+def _delta(delta_ptr, s_d, s_t, cols, t, mask, bias):
+    """softplus(delta + bias), 0 where masked (masked steps neither decay nor add)."""
+    return gl.where(mask, _softplus(_tile(delta_ptr, s_d, s_t, cols, t, mask) + bias[:, None]), 0.0)
+
+
+@gluon.jit
+def _states(delta, du, A_s, B_s, h0):
+    """States (BD, T) of one state index over a chunk, from the entering state h0 (BD,); and the input b."""
+    a = gl.exp2(delta * (A_s * LOG2E)[:, None])
+    b = du * B_s[None, :]
+    a_cum, b_cum = gl.associative_scan((a, b), 1, _affine)
+    return a_cum * h0[:, None] + b_cum, b
+
+
+@gluon.jit
+def _last(x, steps, i):
+    """Step i of a (BD, T) tile (inside each thread: a select and a sum over its own registers)."""
+    return gl.sum(gl.where(steps[None, :] == i, x, 0.0), axis=1)
+
+
+@gluon.jit
+def scan_fwd_kernel(
+    u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, out_ptr, carry_ptr,
+    L, d, n,
+    su_b, su_d, su_t, sdl_b, sdl_d, sdl_t, sz_b, sz_d, sz_t, sB_b, sB_n, sB_t, sC_b, sC_n, sC_t,
+    T: gl.constexpr, BD: gl.constexpr, EVEN: gl.constexpr,
+):
+    """out = y · silu(z), (N, d, L) contiguous. carry: float32 (N, blocks, n, BD) scratch."""
+    gl.static_assert(BD == 32 * gl.num_warps(), "one channel a thread: BD = 32 x warps")
+    TILE: gl.constexpr = gl.BlockedLayout([1, T], [32, 1], [gl.num_warps(), 1], [1, 0])
+    COL: gl.constexpr = gl.SliceLayout(1, TILE)
+    ROW: gl.constexpr = gl.SliceLayout(0, TILE)
+    pid_d, b = gl.program_id(0), gl.program_id(1).to(gl.int64)
+    lane = gl.arange(0, BD, layout=COL)
+    cols = pid_d * BD + lane
+    steps = gl.arange(0, T, layout=ROW)
+    mask_d = cols < d
+    Dv = gl.load(D_ptr + cols, mask=mask_d, other=0.0)
+    bias = gl.load(bias_ptr + cols, mask=mask_d, other=0.0)
+    u_ptr += b * su_b
+    delta_ptr += b * sdl_b
+    z_ptr += b * sz_b
+    B_ptr += b * sB_b
+    C_ptr += b * sC_b
+    out_ptr += b * d * L
+    carry_ptr += (b * gl.num_programs(0) + pid_d) * n * BD
+    for t0 in range(0, L, T):
+        t = t0 + steps
+        mask = _mask(mask_d, t, L, EVEN)
+        u = _tile(u_ptr, su_d, su_t, cols, t, mask)
+        delta = _delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
+        du = delta * u
+        y = Dv[:, None] * u
+        for s in range(0, n):
+            A_s = gl.load(A_ptr + cols * n + s, mask=mask_d, other=0.0)
+            B_s = _row(B_ptr + s * sB_n, t, sB_t, L, EVEN)
+            C_s = _row(C_ptr + s * sC_n, t, sC_t, L, EVEN)
+            h0 = gl.load(carry_ptr + s * BD + lane, mask=mask_d & (t0 > 0), other=0.0)
+            h, _ = _states(delta, du, A_s, B_s, h0)
+            y += h * C_s[None, :]
+            gl.store(carry_ptr + s * BD + lane, _last(h, steps, T - 1))
+        z = _tile(z_ptr, sz_d, sz_t, cols, t, mask)
+        out = y * z * _sigmoid(z)
+        gl.store(out_ptr + cols[:, None] * L + t[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@gluon.jit
+def scan_bwd_kernel(
+    u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, dout_ptr,
+    du_ptr, ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, scratch_ptr, carry_ptr,
+    L, d, n,
+    su_b, su_d, su_t, sdl_b, sdl_d, sdl_t, sz_b, sz_d, sz_t, sB_b, sB_n, sB_t, sC_b, sC_n, sC_t,
+    sg_b, sg_d, sg_t,
+    T: gl.constexpr, BD: gl.constexpr, EVEN: gl.constexpr,
+):
+    """Gradients of scan_fwd_kernel's output. du, ddelta, dz: (N, d, L) contiguous, input dtype.
+    dB, dC: float32 (N, blocks, n, L) partials, one per channel block; dA: float32 (N, d, n), dD,
+    dbias: float32 (N, d); the caller sums them over the batch. scratch: float32 (N, blocks, chunks,
+    n, BD), the states entering each chunk; carry: float32 (N, blocks, n, BD), the adjoint leaving the
+    chunk before."""
+    gl.static_assert(BD == 32 * gl.num_warps(), "one channel a thread: BD = 32 x warps")
+    TILE: gl.constexpr = gl.BlockedLayout([1, T], [32, 1], [gl.num_warps(), 1], [1, 0])
+    COL: gl.constexpr = gl.SliceLayout(1, TILE)
+    ROW: gl.constexpr = gl.SliceLayout(0, TILE)
+    # the channel sums: each thread holds T channels of one step (through shared memory), sums them in
+    # registers, and only 32 / T lanes and the warps remain to combine
+    SUM: gl.constexpr = gl.BlockedLayout([T, 1], [32 // T, T], [gl.num_warps(), 1], [0, 1])
+    SUM_ROW: gl.constexpr = gl.SliceLayout(0, SUM)
+    blk, b = gl.program_id(0), gl.program_id(1).to(gl.int64)
+    lane = gl.arange(0, BD, layout=COL)
+    steps = gl.arange(0, T, layout=ROW)
+    sum_steps = gl.arange(0, T, layout=SUM_ROW)
+    n_chunks = gl.cdiv(L, T)
+    cols = blk * BD + lane
+    mask_d = cols < d
+    Dv = gl.load(D_ptr + cols, mask=mask_d, other=0.0)
+    bias = gl.load(bias_ptr + cols, mask=mask_d, other=0.0)
+    u_ptr += b * su_b
+    delta_ptr += b * sdl_b
+    z_ptr += b * sz_b
+    B_ptr += b * sB_b
+    C_ptr += b * sC_b
+    dout_ptr += b * sg_b
+    du_ptr += b * d * L
+    ddelta_ptr += b * d * L
+    dz_ptr += b * d * L
+    dA_ptr += b * d * n
+    part = (b * gl.num_programs(0) + blk) * n * L
+    dB_ptr += part
+    dC_ptr += part
+    scratch_ptr += (b * gl.num_programs(0) + blk) * n_chunks * n * BD
+    carry_ptr += (b * gl.num_programs(0) + blk) * n * BD
+    # the state entering every chunk (each thread writes, and later reads, its own channel's)
+    for c in range(0, n_chunks - 1):
+        t = c * T + steps
+        mask = _mask(mask_d, t, L, EVEN)
+        delta = _delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
+        du = delta * _tile(u_ptr, su_d, su_t, cols, t, mask)
+        for s in range(0, n):
+            A_s = gl.load(A_ptr + cols * n + s, mask=mask_d, other=0.0)
+            B_s = _row(B_ptr + s * sB_n, t, sB_t, L, EVEN)
+            h0 = gl.load(scratch_ptr + (c * n + s) * BD + lane, mask=mask_d & (c > 0), other=0.0)
+            h, _ = _states(delta, du, A_s, B_s, h0)
+            gl.store(scratch_ptr + ((c + 1) * n + s) * BD + lane, _last(h, steps, T - 1))
+    dD_acc = gl.zeros([BD], gl.float32, COL)
+    dbias_acc = gl.zeros([BD], gl.float32, COL)
+    for ci in range(0, n_chunks):
+        c = n_chunks - 1 - ci
+        t = c * T + steps
+        t_sum = c * T + sum_steps
+        mask = _mask(mask_d, t, L, EVEN)
+        mask_next = mask_d[:, None] & (t + 1 < L)[None, :]
+        delta = _delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
+        delta_next = _delta(delta_ptr, sdl_d, sdl_t, cols, t + 1, mask_next, bias)
+        z = _tile(z_ptr, sz_d, sz_t, cols, t, mask)
+        gy = _tile(dout_ptr, sg_d, sg_t, cols, t, mask) * z * _sigmoid(z)  # dL/dy
+        du = delta * _tile(u_ptr, su_d, su_t, cols, t, mask)
+        y = gl.zeros([BD, T], gl.float32, TILE)
+        qB = gl.zeros([BD, T], gl.float32, TILE)  # sum_s q B
+        wA = gl.zeros([BD, T], gl.float32, TILE)  # sum_s dL/d(delta·A) A
+        for s in range(0, n):
+            A_s = gl.load(A_ptr + cols * n + s, mask=mask_d, other=0.0)
+            B_s = _row(B_ptr + s * sB_n, t, sB_t, L, EVEN)
+            C_s = _row(C_ptr + s * sC_n, t, sC_t, L, EVEN)
+            h0 = gl.load(scratch_ptr + (c * n + s) * BD + lane, mask=mask_d & (c > 0), other=0.0)
+            h, b_in = _states(delta, du, A_s, B_s, h0)
+            y += h * C_s[None, :]
+            # adjoint q_t = C_t gy_t + a_{t+1} q_{t+1}: a forward scan between two in-register flips
+            a_next = gl.exp2(delta_next * (A_s * LOG2E)[:, None])
+            a_r, q_r = gl.associative_scan((_flip(a_next, BD, T, TILE), _flip(C_s[None, :] * gy, BD, T, TILE)),
+                                           1, _affine)
+            q_after = gl.load(carry_ptr + s * BD + lane, mask=mask_d & (ci > 0), other=0.0)
+            q = _flip(q_r + a_r * q_after[:, None], BD, T, TILE)
+            gl.store(carry_ptr + s * BD + lane, _last(q, steps, 0))
+            qB += q * B_s[None, :]
+            w = q * (h - b_in)  # dL/d(delta·A) = q_t a_t h_{t-1}
+            wA += w * A_s[:, None]
+            dA = gl.load(dA_ptr + cols * n + s, mask=mask_d & (ci > 0), other=0.0) + gl.sum(w * delta, axis=1)
+            gl.store(dA_ptr + cols * n + s, dA, mask=mask_d)
+            # dB_t = sum_d q_t du_t, dC_t = sum_d h_t gy_t over this block's channels
+            dB_s = gl.sum(gl.convert_layout(q * du, SUM), axis=0)
+            dC_s = gl.sum(gl.convert_layout(h * gy, SUM), axis=0)
+            if EVEN:
+                gl.store(dB_ptr + s * L + t_sum, dB_s)
+                gl.store(dC_ptr + s * L + t_sum, dC_s)
+            else:
+                gl.store(dB_ptr + s * L + t_sum, dB_s, mask=t_sum < L)
+                gl.store(dC_ptr + s * L + t_sum, dC_s, mask=t_sum < L)
+        # what the state loop does not use is loaded again (cache hits), not held in registers
+        u = _tile(u_ptr, su_d, su_t, cols, t, mask)
+        z = _tile(z_ptr, sz_d, sz_t, cols, t, mask)
+        delta_raw = _tile(delta_ptr, sdl_d, sdl_t, cols, t, mask) + bias[:, None]
+        dout = _tile(dout_ptr, sg_d, sg_t, cols, t, mask)
+        sig_z = _sigmoid(z)
+        y += Dv[:, None] * u
+        g_u = delta * qB + Dv[:, None] * gy
+        g_delta = u * qB + wA
+        g_delta_raw = gl.where(mask, g_delta * gl.where(delta_raw > 20.0, 1.0, _sigmoid(delta_raw)), 0.0)
+        dz = dout * y * sig_z * (1.0 + z * (1.0 - sig_z))
+        dD_acc += gl.sum(gy * u, axis=1)
+        dbias_acc += gl.sum(g_delta_raw, axis=1)
+        offs = cols[:, None] * L + t[None, :]
+        gl.store(du_ptr + offs, g_u.to(du_ptr.dtype.element_ty), mask=mask)
+        gl.store(ddelta_ptr + offs, g_delta_raw.to(ddelta_ptr.dtype.element_ty), mask=mask)
+        gl.store(dz_ptr + offs, dz.to(dz_ptr.dtype.element_ty), mask=mask)
+    gl.store(dD_ptr + b * d + cols, dD_acc, mask=mask_d)
+    gl.store(dbias_ptr + b * d + cols, dbias_acc, mask=mask_d)
