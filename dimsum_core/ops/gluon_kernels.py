@@ -73,7 +73,7 @@ def _mask(mask_d, t, L, EVEN: gl.constexpr):
     """The chunk's tile mask; with EVEN (L a multiple of T) only channels are masked, so the mask is
     constant along a thread's steps and its loads stay vectors."""
     if EVEN:
-        return mask_d[:, None]
+        return gl.broadcast(mask_d[:, None], t[None, :])[0]
     return mask_d[:, None] & (t < L)[None, :]
 
 
@@ -113,12 +113,13 @@ def _last(x, steps, i):
 
 @gluon.jit
 def scan_fwd_kernel(
-    u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, out_ptr, carry_ptr,
+    u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, out_ptr, states_ptr,
     L, d, n,
     su_b, su_d, su_t, sdl_b, sdl_d, sdl_t, sz_b, sz_d, sz_t, sB_b, sB_n, sB_t, sC_b, sC_n, sC_t,
     T: gl.constexpr, BD: gl.constexpr, EVEN: gl.constexpr,
 ):
-    """out = y · silu(z), (N, d, L) contiguous. carry: float32 (N, blocks, n, BD) scratch."""
+    """out = y · silu(z), (N, d, L) contiguous. states: float32 (N, blocks, chunks, n, BD), the state
+    entering each chunk after the first, kept for the backward (which then need not recompute them)."""
     gl.static_assert(BD == 32 * gl.num_warps(), "one channel a thread: BD = 32 x warps")
     TILE: gl.constexpr = gl.BlockedLayout([1, T], [32, 1], [gl.num_warps(), 1], [1, 0])
     COL: gl.constexpr = gl.SliceLayout(1, TILE)
@@ -136,8 +137,9 @@ def scan_fwd_kernel(
     B_ptr += b * sB_b
     C_ptr += b * sC_b
     out_ptr += b * d * L
-    carry_ptr += (b * gl.num_programs(0) + pid_d) * n * BD
+    states_ptr += (b * gl.num_programs(0) + pid_d) * gl.cdiv(L, T) * n * BD
     for t0 in range(0, L, T):
+        c = t0 // T
         t = t0 + steps
         mask = _mask(mask_d, t, L, EVEN)
         u = _tile(u_ptr, su_d, su_t, cols, t, mask)
@@ -148,10 +150,11 @@ def scan_fwd_kernel(
             A_s = gl.load(A_ptr + cols * n + s, mask=mask_d, other=0.0)
             B_s = _row(B_ptr + s * sB_n, t, sB_t, L, EVEN)
             C_s = _row(C_ptr + s * sC_n, t, sC_t, L, EVEN)
-            h0 = gl.load(carry_ptr + s * BD + lane, mask=mask_d & (t0 > 0), other=0.0)
+            h0 = gl.load(states_ptr + (c * n + s) * BD + lane, mask=mask_d & (c > 0), other=0.0)
             h, _ = _states(delta, du, A_s, B_s, h0)
             y += h * C_s[None, :]
-            gl.store(carry_ptr + s * BD + lane, _last(h, steps, T - 1))
+            if t0 + T < L:
+                gl.store(states_ptr + ((c + 1) * n + s) * BD + lane, _last(h, steps, T - 1))
         z = _tile(z_ptr, sz_d, sz_t, cols, t, mask)
         out = y * z * _sigmoid(z)
         gl.store(out_ptr + cols[:, None] * L + t[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
@@ -164,12 +167,12 @@ def scan_bwd_kernel(
     L, d, n,
     su_b, su_d, su_t, sdl_b, sdl_d, sdl_t, sz_b, sz_d, sz_t, sB_b, sB_n, sB_t, sC_b, sC_n, sC_t,
     sg_b, sg_d, sg_t,
-    T: gl.constexpr, BD: gl.constexpr, EVEN: gl.constexpr,
+    T: gl.constexpr, BD: gl.constexpr, EVEN: gl.constexpr, SAVED: gl.constexpr,
 ):
     """Gradients of scan_fwd_kernel's output. du, ddelta, dz: (N, d, L) contiguous, input dtype.
     dB, dC: float32 (N, blocks, n, L) partials, one per channel block; dA: float32 (N, d, n), dD,
     dbias: float32 (N, d); the caller sums them over the batch. scratch: float32 (N, blocks, chunks,
-    n, BD), the states entering each chunk; carry: float32 (N, blocks, n, BD), the adjoint leaving the
+    n, BD), the states entering each chunk (SAVED: as the forward wrote them, else computed first); carry: float32 (N, blocks, n, BD), the adjoint leaving the
     chunk before."""
     gl.static_assert(BD == 32 * gl.num_warps(), "one channel a thread: BD = 32 x warps")
     TILE: gl.constexpr = gl.BlockedLayout([1, T], [32, 1], [gl.num_warps(), 1], [1, 0])
@@ -204,17 +207,18 @@ def scan_bwd_kernel(
     scratch_ptr += (b * gl.num_programs(0) + blk) * n_chunks * n * BD
     carry_ptr += (b * gl.num_programs(0) + blk) * n * BD
     # the state entering every chunk (each thread writes, and later reads, its own channel's)
-    for c in range(0, n_chunks - 1):
-        t = c * T + steps
-        mask = _mask(mask_d, t, L, EVEN)
-        delta = _delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
-        du = delta * _tile(u_ptr, su_d, su_t, cols, t, mask)
-        for s in range(0, n):
-            A_s = gl.load(A_ptr + cols * n + s, mask=mask_d, other=0.0)
-            B_s = _row(B_ptr + s * sB_n, t, sB_t, L, EVEN)
-            h0 = gl.load(scratch_ptr + (c * n + s) * BD + lane, mask=mask_d & (c > 0), other=0.0)
-            h, _ = _states(delta, du, A_s, B_s, h0)
-            gl.store(scratch_ptr + ((c + 1) * n + s) * BD + lane, _last(h, steps, T - 1))
+    if not SAVED:
+        for c in range(0, n_chunks - 1):
+            t = c * T + steps
+            mask = _mask(mask_d, t, L, EVEN)
+            delta = _delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
+            du = delta * _tile(u_ptr, su_d, su_t, cols, t, mask)
+            for s in range(0, n):
+                A_s = gl.load(A_ptr + cols * n + s, mask=mask_d, other=0.0)
+                B_s = _row(B_ptr + s * sB_n, t, sB_t, L, EVEN)
+                h0 = gl.load(scratch_ptr + (c * n + s) * BD + lane, mask=mask_d & (c > 0), other=0.0)
+                h, _ = _states(delta, du, A_s, B_s, h0)
+                gl.store(scratch_ptr + ((c + 1) * n + s) * BD + lane, _last(h, steps, T - 1))
     dD_acc = gl.zeros([BD], gl.float32, COL)
     dbias_acc = gl.zeros([BD], gl.float32, COL)
     for ci in range(0, n_chunks):

@@ -56,17 +56,7 @@ def _scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
     n = A.shape[1]
     out = torch.empty((batch, dim, length), dtype=u.dtype, device=u.device)
     if USE_GLUON:
-        from dimsum_core.ops import gluon_kernels as g
-
-        chunk, warps = GLUON_SCAN
-        block = 32 * warps
-        blocks = -(-dim // block)
-        carry = torch.empty((batch, blocks, n, block), dtype=torch.float32, device=u.device)
-        g.scan_fwd_kernel[(blocks, batch)](
-            u, delta, z, B, C, A, D, delta_bias, out, carry, length, dim, n,
-            *u.stride(), *delta.stride(), *z.stride(), *B.stride(), *C.stride(),
-            T=chunk, BD=block, EVEN=length % chunk == 0, num_warps=warps)
-        return out
+        return _gluon_fwd(u, delta, A, B, C, D, z, delta_bias)[0]
     longest, block, warps = SCAN_FWD
     chunk = min(_next_pow2(length), longest)
     k.scan_fwd_kernel[(-(-dim // block), batch)](
@@ -90,7 +80,7 @@ def _scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
     batch, dim, length = u.shape
     n, np_ = A.shape[1], _next_pow2(A.shape[1])
     if USE_GLUON:
-        return _scan_bwd_gluon(u, delta, A, B, C, D, z, delta_bias, dout)
+        return _gluon_bwd(u, delta, A, B, C, D, z, delta_bias, None, dout)
     longest, block, warps = SCAN_BWD
     chunk = min(_next_pow2(length), longest)
     n_blocks = -(-dim // block)
@@ -112,7 +102,26 @@ def _scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
             dbias_part.sum(0).to(delta_bias.dtype))
 
 
-def _scan_bwd_gluon(u, delta, A, B, C, D, z, delta_bias, dout):  # noqa: ANN001, ANN202
+def _gluon_fwd(u, delta, A, B, C, D, z, delta_bias):  # noqa: ANN001, ANN202
+    """(out, the state entering each chunk) from the Gluon forward."""
+    from dimsum_core.ops import gluon_kernels as g
+
+    batch, dim, length = u.shape
+    n = A.shape[1]
+    chunk, warps = GLUON_SCAN
+    block = 32 * warps
+    blocks = -(-dim // block)
+    out = torch.empty((batch, dim, length), dtype=u.dtype, device=u.device)
+    states = torch.empty((batch, blocks, -(-length // chunk), n, block), dtype=torch.float32, device=u.device)
+    g.scan_fwd_kernel[(blocks, batch)](
+        u, delta, z, B, C, A, D, delta_bias, out, states, length, dim, n,
+        *u.stride(), *delta.stride(), *z.stride(), *B.stride(), *C.stride(),
+        T=chunk, BD=block, EVEN=length % chunk == 0, num_warps=warps)
+    return out, states
+
+
+def _gluon_bwd(u, delta, A, B, C, D, z, delta_bias, states, dout):  # noqa: ANN001, ANN202
+    """The Gluon backward; ``states`` from :func:`_gluon_fwd`, or None to recompute them."""
     from dimsum_core.ops import gluon_kernels as g
 
     batch, dim, length = u.shape
@@ -125,16 +134,55 @@ def _scan_bwd_gluon(u, delta, A, B, C, D, z, delta_bias, dout):  # noqa: ANN001,
     dB_part, dC_part = (torch.empty((batch, blocks, n, length), **f32) for _ in range(2))
     dA_part = torch.empty((batch, dim, n), **f32)
     dD_part, dbias_part = torch.empty((batch, dim), **f32), torch.empty((batch, dim), **f32)
-    scratch = torch.empty((batch, blocks, -(-length // chunk), n, block), **f32)
+    scratch = states if states is not None else torch.empty((batch, blocks, -(-length // chunk), n, block), **f32)
     carry = torch.empty((batch, blocks, n, block), **f32)
     g.scan_bwd_kernel[(blocks, batch)](
         u, delta, z, B, C, A, D, delta_bias, dout, du, ddelta, dz, dB_part, dC_part, dA_part, dD_part,
         dbias_part, scratch, carry, length, dim, n,
         *u.stride(), *delta.stride(), *z.stride(), *B.stride(), *C.stride(), *dout.stride(),
-        T=chunk, BD=block, EVEN=length % chunk == 0, num_warps=warps)
+        T=chunk, BD=block, EVEN=length % chunk == 0, SAVED=states is not None, num_warps=warps)
     dB, dC = dB_part.sum(1).to(B.dtype), dC_part.sum(1).to(C.dtype)
     return (du, ddelta, dA_part.sum(0).to(A.dtype), dB, dC, dD_part.sum(0).to(D.dtype), dz,
             dbias_part.sum(0).to(delta_bias.dtype))
+
+
+@torch.library.custom_op("dimsum::gluon_scan_fwd", mutates_args=())
+def _gluon_scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
+                    delta_bias: Tensor) -> tuple[Tensor, Tensor]:
+    """EXPERIMENT: the forward that keeps the chunk-entering states for its backward."""
+    return _gluon_fwd(u, delta, A, B, C, D, z, delta_bias)
+
+
+@_gluon_scan_fwd.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias):  # noqa: ANN001, ANN202
+    batch, dim, length = u.shape
+    chunk, warps = GLUON_SCAN
+    block = 32 * warps
+    return u.new_empty(u.shape), u.new_empty((batch, -(-dim // block), -(-length // chunk), A.shape[1], block),
+                                             dtype=torch.float32)
+
+
+@torch.library.custom_op("dimsum::gluon_scan_bwd", mutates_args=())
+def _gluon_scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
+                    delta_bias: Tensor, states: Tensor,
+                    dout: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    return _gluon_bwd(u, delta, A, B, C, D, z, delta_bias, states, dout)
+
+
+@_gluon_scan_bwd.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias, states, dout):  # noqa: ANN001, ANN202
+    return tuple(torch.empty_like(x, memory_format=torch.contiguous_format) for x in (u, delta, A, B, C, D, z, delta_bias))
+
+
+def _gluon_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+    ctx.save_for_backward(*inputs, output[1])
+
+
+def _gluon_backward(ctx, dout, _dstates):  # noqa: ANN001, ANN202
+    return torch.ops.dimsum.gluon_scan_bwd(*ctx.saved_tensors, _time_contiguous(dout))
+
+
+_gluon_scan_fwd.register_autograd(_gluon_backward, setup_context=_gluon_setup)
 
 
 @_scan_bwd.register_fake
@@ -163,6 +211,8 @@ def selective_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Ten
     Returns (N, d, L) contiguous in u's dtype.
     """
     A, D, delta_bias = (p.float().contiguous() for p in (A, D, delta_bias))
+    if USE_GLUON:
+        return torch.ops.dimsum.gluon_scan_fwd(u, delta, A, B, C, D, z, delta_bias)[0]
     return torch.ops.dimsum.triton_scan_fwd(u, delta, A, B, C, D, z, delta_bias)
 
 
