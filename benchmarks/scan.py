@@ -1,14 +1,16 @@
-"""The Mamba mixer's kernels at DiMSUM's shapes, one process, one GPU: dimsum's Triton selective scan and
-causal conv + SiLU against mamba-ssm's / causal-conv1d's CUDA kernels and against the bytes-moved bound.
+"""The Mamba mixer's kernels at DiMSUM's shapes, one process, one GPU: dimsum's selective scan (the Gluon
+kernels and the Triton ones) and causal conv + SiLU against mamba-ssm's / causal-conv1d's CUDA kernels and
+against the bytes-moved bound.
 
     python benchmarks/scan.py --out benchmarks/results/scan_h200.json
-    python benchmarks/scan.py --sweep          # also try tile configurations of the Triton scan
+    python benchmarks/scan.py --sweep          # also try tile configurations of both scans and the conv
 
 Shapes: one branch's scan of a DiM block (d_inner = hidden width, n = 16), bf16 sequences as under bf16
 autocast, float32 parameters. Forward and backward are timed as separate kernel calls (CUDA events, warm-up,
 median of repeats; inputs rotate among several sets so no call reads another's cached output). The bound
 is the bytes each call must move (every input read once, every output written once) over the copy
-bandwidth measured in the same run. Both take the same (N, d, L) time-contiguous inputs.
+bandwidth measured in the same run. All take the same (N, d, L) time-contiguous inputs. The Gluon
+forward also writes the chunk states its backward reads (not counted in the bound).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ SHAPES = {  # name: (batch, length, d_inner, scans in a training step = 2 per Di
 STATE = 16
 SWEEP = [(256, 8, 4), (128, 4, 1), (64, 8, 1), (128, 2, 1), (128, 8, 2), (64, 16, 2), (128, 16, 4), (256, 16, 8)]
 SWEEP_CONV = [(256, 16, 4), (256, 8, 4)]
+SWEEP_GLUON = [(16, 1), (16, 2), (16, 4), (8, 2), (8, 4), (32, 1)]
+SCAN_ARGS = ("u", "delta", "A", "B", "C", "D", "z", "bias")
 
 
 def cuda_ms(fn: Callable[[int], Any], sets: int, warmup: int = 3, repeats: int = 20) -> float:
@@ -68,16 +72,27 @@ def scan_bytes(batch: int, length: int, dim: int) -> tuple[int, int]:
     return 4 * seq + 2 * bc, 7 * seq + 4 * bc  # fwd: u, delta, z in, out; bwd: + dout in, du, ddelta, dz, dB, dC out
 
 
+def time_gluon(sets: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    ops = torch.ops.dimsum
+    states = [ops.gluon_scan_fwd(*(s[k] for k in SCAN_ARGS))[1] for s in sets]
+
+    def fwd(i: int) -> Any:
+        return ops.gluon_scan_fwd(*(sets[i][k] for k in SCAN_ARGS))
+
+    def bwd(i: int) -> Any:
+        return ops.gluon_scan_bwd(*(sets[i][k] for k in SCAN_ARGS), states[i], sets[i]["dout"])
+
+    return {"scan_fwd_ms": cuda_ms(fwd, len(sets)), "scan_bwd_ms": cuda_ms(bwd, len(sets))}
+
+
 def time_triton(sets: list[dict[str, torch.Tensor]]) -> dict[str, float]:
     ops = torch.ops.dimsum
 
     def fwd(i: int) -> Any:
-        s = sets[i]
-        return ops.triton_scan_fwd(s["u"], s["delta"], s["A"], s["B"], s["C"], s["D"], s["z"], s["bias"])
+        return ops.triton_scan_fwd(*(sets[i][k] for k in SCAN_ARGS))
 
     def bwd(i: int) -> Any:
-        s = sets[i]
-        return ops.triton_scan_bwd(s["u"], s["delta"], s["A"], s["B"], s["C"], s["D"], s["z"], s["bias"], s["dout"])
+        return ops.triton_scan_bwd(*(sets[i][k] for k in SCAN_ARGS), sets[i]["dout"])
 
     def conv_fwd(i: int) -> Any:
         return ops.triton_conv_silu_fwd(sets[i]["x"], sets[i]["w"], sets[i]["wb"])
@@ -146,13 +161,13 @@ def time_mamba_ssm(sets: list[dict[str, torch.Tensor]]) -> dict[str, float] | No
 
 
 def check_against_reference(s: dict[str, torch.Tensor]) -> dict[str, float]:
-    """rel. L2 of the Triton forward and gradients against the float64 reference, on a slice of one set."""
+    """rel. L2 of the default scan's forward and gradients against the float64 reference, on a slice of
+    one set."""
     from dimsum_core.ops.selective_scan import selective_scan_reference
     from dimsum_core.ops.triton_ops import selective_scan_triton
 
     sl = {k: (v[:2] if v.dim() == 3 else v) for k, v in s.items()}
-    names = ["u", "delta", "A", "B", "C", "D", "z", "bias"]
-    ins = [sl[k].detach().clone().requires_grad_(True) for k in names]
+    ins = [sl[k].detach().clone().requires_grad_(True) for k in SCAN_ARGS]
     out = selective_scan_triton(*ins)
     grads = torch.autograd.grad(out, ins, sl["dout"])
     ref_ins = [t.detach().double().requires_grad_(True) for t in ins]
@@ -162,13 +177,13 @@ def check_against_reference(s: dict[str, torch.Tensor]) -> dict[str, float]:
     def rel(a: torch.Tensor, b: torch.Tensor) -> float:
         return ((a.double() - b).norm() / b.norm()).item()
 
-    return {"out": rel(out, ref), **{f"d{k}": rel(g, r) for k, g, r in zip(names, grads, ref_grads, strict=True)}}
+    return {"out": rel(out, ref), **{f"d{k}": rel(g, r) for k, g, r in zip(SCAN_ARGS, grads, ref_grads, strict=True)}}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/bench/scan.json", help="JSON result file")
-    parser.add_argument("--sweep", action="store_true", help="also time the Triton scan's tile configurations")
+    parser.add_argument("--sweep", action="store_true", help="also time the scans' and the conv's tile configurations")
     parser.add_argument("--sets", type=int, default=3, help="input sets to rotate among")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -177,20 +192,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     bandwidth = copy_bandwidth()
     result: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
-                              "copy_bandwidth_tb_s": bandwidth / 1e12, "configs": {"fwd": triton_ops.SCAN_FWD,
-                              "bwd": triton_ops.SCAN_BWD}, "shapes": {}}
+                              "copy_bandwidth_tb_s": bandwidth / 1e12, "scan_kernels": triton_ops.scan_kernels(),
+                              "configs": {"fwd": triton_ops.SCAN_FWD, "bwd": triton_ops.SCAN_BWD,
+                                          "gluon": triton_ops.GLUON_SCAN, "conv": triton_ops.CONV}, "shapes": {}}
     for name, (batch, length, dim, scans) in SHAPES.items():
         sets = [make_inputs(batch, length, dim, seed) for seed in range(args.sets)]
         fwd_bytes, bwd_bytes = scan_bytes(batch, length, dim)
         entry: dict[str, Any] = {
             "batch": batch, "length": length, "d_inner": dim, "d_state": STATE, "scans_per_step": scans,
             "bound_fwd_ms": fwd_bytes / bandwidth * 1e3, "bound_bwd_ms": bwd_bytes / bandwidth * 1e3,
+            "gluon": time_gluon(sets) if triton_ops.scan_kernels() == "gluon" else None,
             "triton": time_triton(sets), "mamba_ssm": time_mamba_ssm(sets), "cudnn_conv": time_cudnn_conv(sets),
         }
         if name.startswith("L/2 256"):
             entry["rel_l2_vs_float64"] = check_against_reference(sets[0])
-            if args.sweep:
-                entry["sweep"] = sweep(triton_ops, sets)
+        if args.sweep:
+            entry["sweep"] = sweep(triton_ops, sets)
         result["shapes"][name] = entry
         print(name, json.dumps(entry), flush=True)
         del sets
@@ -202,43 +219,49 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def sweep(triton_ops: Any, sets: list[dict[str, torch.Tensor]]) -> list[dict[str, Any]]:
-    """Forward and backward time of each scan (T, BD, warps) in SWEEP and conv (rows, channels, warps)
-    in SWEEP_CONV; the defaults are restored after."""
-    defaults = triton_ops.SCAN_FWD, triton_ops.SCAN_BWD, triton_ops.CONV
+    """Forward and backward time of each Triton scan (T, BD, warps) in SWEEP, Gluon scan (T, warps) in
+    SWEEP_GLUON and conv (rows, channels, warps) in SWEEP_CONV; the defaults are restored after."""
+    defaults = triton_ops.SCAN_FWD, triton_ops.SCAN_BWD, triton_ops.CONV, triton_ops.GLUON_SCAN
+    gluon = SWEEP_GLUON if triton_ops.scan_kernels() == "gluon" else []
     rows = []
-    for kind, configs in (("scan", SWEEP), ("conv", SWEEP_CONV)):
+    for kind, configs in (("scan", SWEEP), ("gluon", gluon), ("conv", SWEEP_CONV)):
         for config in configs:
             if kind == "scan":
                 triton_ops.SCAN_FWD = triton_ops.SCAN_BWD = config
+            elif kind == "gluon":
+                triton_ops.GLUON_SCAN = config
             else:
                 triton_ops.CONV = config
             try:
-                t = time_triton(sets)
-                rows.append({"kind": kind, "config": config, "fwd_ms": t[f"{kind}_fwd_ms"], "bwd_ms": t[f"{kind}_bwd_ms"]})
+                t = time_gluon(sets) if kind == "gluon" else time_triton(sets)
+                part = "conv" if kind == "conv" else "scan"
+                rows.append({"kind": kind, "config": config, "fwd_ms": t[f"{part}_fwd_ms"], "bwd_ms": t[f"{part}_bwd_ms"]})
             except Exception as exc:  # a config the compiler cannot fit (registers, shared memory)
                 rows.append({"kind": kind, "config": config, "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
             print("sweep", rows[-1], flush=True)
-        triton_ops.SCAN_FWD, triton_ops.SCAN_BWD, triton_ops.CONV = defaults
+        triton_ops.SCAN_FWD, triton_ops.SCAN_BWD, triton_ops.CONV, triton_ops.GLUON_SCAN = defaults
     return rows
 
 
 def print_table(result: dict[str, Any]) -> None:
-    print(f"\n{result['gpu']}, torch {result['torch']}, copy bandwidth {result['copy_bandwidth_tb_s']:.2f} TB/s")
-    print(f"{'shape':<18}{'kernel':<8}{'bound':>8}{'triton':>9}{'mamba-ssm':>11}{'triton/bound':>14}{'speed-up':>10}")
+    print(f"\n{result['gpu']}, torch {result['torch']}, copy bandwidth {result['copy_bandwidth_tb_s']:.2f} TB/s, "
+          f"default scan kernels: {result['scan_kernels']}")
+    print(f"{'shape':<18}{'kernel':<9}{'bound':>8}{'gluon':>8}{'triton':>8}{'mamba-ssm':>11}{'best/bound':>12}"
+          f"{'vs mamba-ssm':>14}")
+    nan = float("nan")
     for name, e in result["shapes"].items():
-        m = e["mamba_ssm"] or {}
-        for part, bound in (("fwd", e["bound_fwd_ms"]), ("bwd", e["bound_bwd_ms"])):
-            tri, ref = e["triton"][f"scan_{part}_ms"], m.get(f"scan_{part}_ms")
-            print(f"{name:<18}{'scan ' + part:<8}{bound:8.3f}{tri:9.3f}{ref if ref else float('nan'):11.3f}"
-                  f"{tri / bound:14.1f}{(ref / tri) if ref else float('nan'):10.1f}")
-        for part in ("fwd", "bwd"):
-            tri, ref = e["triton"][f"conv_{part}_ms"], m.get(f"conv_{part}_ms")
-            print(f"{name:<18}{'conv ' + part:<8}{'':>8}{tri:9.3f}{ref if ref else float('nan'):11.3f}{'':>14}"
-                  f"{(ref / tri) if ref else float('nan'):10.1f}")
-        per_step = e["scans_per_step"] * sum(e["triton"].values())
-        ref = e["scans_per_step"] * sum(m.values()) if len(m) == 4 else float("nan")
+        m, g = e["mamba_ssm"] or {}, e["gluon"] or {}
+        for part in ("scan_fwd", "scan_bwd", "conv_fwd", "conv_bwd"):
+            tri, glu, ref = e["triton"][f"{part}_ms"], g.get(f"{part}_ms"), m.get(f"{part}_ms")
+            best = min(tri, glu or tri)
+            bound = e.get(f"bound_{part[5:]}_ms") if part.startswith("scan") else None
+            print(f"{name:<18}{part.replace('_', ' '):<9}{bound or nan:8.3f}{glu or nan:8.3f}{tri:8.3f}{ref or nan:11.3f}"
+                  f"{best / bound if bound else nan:12.1f}{ref / best if ref else nan:14.1f}")
+        ours = {k: min(v, g.get(k, v)) for k, v in e["triton"].items()}
+        per_step = e["scans_per_step"] * sum(ours.values())
+        ref = e["scans_per_step"] * sum(m.values()) if len(m) == 4 else nan
         print(f"{name:<18}{e['scans_per_step']} scans + convs of a training step, fwd + bwd: "
-              f"{per_step:.2f} ms Triton, {ref:.2f} ms mamba-ssm + causal-conv1d")
+              f"{per_step:.2f} ms dimsum (best kernels), {ref:.2f} ms mamba-ssm + causal-conv1d")
 
 
 if __name__ == "__main__":

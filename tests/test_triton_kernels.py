@@ -1,7 +1,9 @@
-"""dimsum's Triton kernels (dimsum_core.ops.triton_kernels) against their float64 reference twins.
+"""dimsum's GPU kernels (dimsum_core.ops.gluon_kernels, dimsum_core.ops.triton_kernels) against their
+float64 reference twins.
 
-On the GPU: edge shapes in float32 and bf16, every gradient, mamba-ssm's ``selective_scan_fn`` where it is
-installed, opcheck and determinism (the compiled mixer: tests/test_selective_scan_op.py). On the CPU, where
+On the GPU, for both scans (the Gluon one, the default where Triton has Gluon, and the Triton one): edge
+shapes in float32 and bf16, every gradient, mamba-ssm's ``selective_scan_fn`` where it is installed,
+opcheck and determinism (the compiled mixer: tests/test_selective_scan_op.py). On the CPU, where
 Triton is installed, the same kernels run in Triton's interpreter (conftest sets ``TRITON_INTERPRET=1``
 without CUDA) at one small shape that still crosses every boundary: several chunks, a partial last
 chunk, a partial channel block, a state size that is not a power of two, and a backward program that
@@ -25,6 +27,15 @@ from dimsum_core.ops.triton_ops import causal_conv1d_silu_triton, selective_scan
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
 needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed")
+
+
+@pytest.fixture(params=["gluon", "triton"])
+def scan_kernels(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a GPU test once with each scan implementation behind ``selective_scan_triton``."""
+    if request.param == "gluon" and triton_ops.scan_kernels() != "gluon":
+        pytest.skip("the Gluon kernels need Triton >= 3.6")
+    monkeypatch.setattr(triton_ops, "_SCAN_KERNELS", request.param)
+    return request.param
 
 
 def scan_inputs(batch: int, length: int, dim: int, state: int, dtype: torch.dtype, device: str, seed: int,
@@ -102,20 +113,33 @@ def test_kernels_in_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("shape", [(1, 1, 64, 16), (2, 37, 100, 16), (1, 1024, 48, 16), (3, 256, 1024, 16),
                                    (2, 300, 40, 5)], ids=str)
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)], ids=["float32", "bf16"])
-def test_scan_matches_float64_reference(shape: tuple[int, int, int, int], dtype: torch.dtype, tol: float) -> None:
+def test_scan_matches_float64_reference(shape: tuple[int, int, int, int], dtype: torch.dtype, tol: float,
+                                        scan_kernels: str) -> None:
     assert_matches_reference(scan_inputs(*shape, dtype, "cuda", seed=sum(shape)), tol)
 
 
 @pytest.mark.gpu
 def test_scan_backward_walks_chunks_and_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Several chunks, and channel blocks walked in turn by each backward program."""
+    """Several chunks, and channel blocks walked in turn by each backward program (Triton)."""
+    monkeypatch.setattr(triton_ops, "_SCAN_KERNELS", "triton")
     monkeypatch.setattr(triton_ops, "SCAN_BWD", (64, 8, 2))
     monkeypatch.setattr(triton_ops, "_block_groups", lambda batch, n_blocks, warps, device: 3)
     assert_matches_reference(scan_inputs(2, 300, 72, 16, torch.float32, "cuda", seed=9), 1e-5)
 
 
 @pytest.mark.gpu
-def test_scan_takes_any_strides() -> None:
+@pytest.mark.parametrize("tile", [(8, 1), (32, 4)], ids=str)
+def test_gluon_scan_other_tiles(tile: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Gluon tiles besides the default: 8 and 32 steps a thread, one and four warps; L = 300 ends in
+    a partial chunk of either, d = 72 in a partial channel block."""
+    if triton_ops.scan_kernels() != "gluon":
+        pytest.skip("the Gluon kernels need Triton >= 3.6")
+    monkeypatch.setattr(triton_ops, "GLUON_SCAN", tile)
+    assert_matches_reference(scan_inputs(2, 300, 72, 16, torch.float32, "cuda", seed=9), 1e-5)
+
+
+@pytest.mark.gpu
+def test_scan_takes_any_strides(scan_kernels: str) -> None:
     assert_matches_reference(scan_inputs(2, 300, 72, 16, torch.float32, "cuda", seed=4, channels_last=True), 1e-5)
 
 
@@ -129,7 +153,7 @@ def test_conv_matches_float64_reference(dtype: torch.dtype, tol: float) -> None:
 
 
 @pytest.mark.gpu
-def test_backward_is_deterministic() -> None:
+def test_backward_is_deterministic(scan_kernels: str) -> None:
     """No atomics: two backward passes are bitwise equal."""
     inputs = scan_inputs(4, 256, 512, 16, torch.bfloat16, "cuda", seed=5)
     grad_out = torch.randn(inputs[0].shape, device="cuda").to(torch.bfloat16)
@@ -141,7 +165,7 @@ def test_backward_is_deterministic() -> None:
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_matches_mamba_ssm_selective_scan_fn(dtype: torch.dtype) -> None:
+def test_matches_mamba_ssm_selective_scan_fn(dtype: torch.dtype, scan_kernels: str) -> None:
     if importlib.util.find_spec("mamba_ssm") is None:
         pytest.skip("mamba-ssm is not installed")
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
@@ -164,6 +188,8 @@ def test_opcheck() -> None:
     u, delta, A, B, C, D, z, bias = scan_inputs(2, 40, 32, 16, torch.float32, "cuda", seed=3)
     args = [x.requires_grad_() for x in (u, delta, A, B, C, D, z, bias)]
     torch.library.opcheck(torch.ops.dimsum.triton_scan_fwd.default, tuple(args))
+    if triton_ops.scan_kernels() == "gluon":
+        torch.library.opcheck(torch.ops.dimsum.gluon_scan_fwd.default, tuple(args))
     x = torch.randn(2, 32, 40, device="cuda", requires_grad=True)
     w = torch.randn(32, 4, device="cuda", requires_grad=True)
     b = torch.randn(32, device="cuda", requires_grad=True)

@@ -62,7 +62,7 @@ def diagnose() -> list[tuple[str, str, str]]:
     t = triton_status()
     rows.append(("triton", (t.version or _version("triton") or "") + ("" if t.loads else f" ({t.detail})")
                  if t.installed else "not installed",
-                 "dimsum's Triton scan and conv kernels run here" if t.loads else
+                 f"dimsum's kernels run here: {t.detail}" if t.loads else
                  "dimsum's Triton kernels need Triton and a CUDA device (a CUDA build of torch brings Triton)"))
     backend, why = auto_path_reason()
     rows.append(("mixer backend", f"auto -> {backend}", why))

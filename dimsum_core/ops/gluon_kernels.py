@@ -1,7 +1,7 @@
 """The selective scan in Gluon (Triton's explicit-layout dialect): time held in each thread.
 
-EXPERIMENT. Same inputs, outputs and float64 twin as :mod:`dimsum_core.ops.triton_kernels`; what differs is
-the layout, which Gluon lets a kernel state instead of leaving it to Triton: a (BD, T) tile puts one
+Same inputs, outputs and float64 twin as :mod:`dimsum_core.ops.triton_kernels`; what differs is the
+layout, which Gluon lets a kernel state instead of leaving it to Triton: a (BD, T) tile puts one
 channel in each thread (BD = 32 x warps) and T consecutive steps in that thread's registers. Then
 
 * both scans run inside a thread, with no shuffles (Triton's layout spread time over lanes, and its
@@ -10,10 +10,13 @@ channel in each thread (BD = 32 x warps) and T consecutive steps in that thread'
 * the adjoint's reverse scan is a forward scan between two flips, and a flip along an in-thread axis is a
   register renaming (tl.flip's xor swaps, which the compiler folds away: 0 instructions);
 * the carries between chunks (the state entering a chunk, the adjoint leaving it) are one column per
-  thread in a small per-program scratch, read and written by the thread that owns the channel, so no
-  register tile is indexed by state and no barrier is needed.
+  thread in global memory, read and written by the thread that owns the channel, so no register tile is
+  indexed by state and no barrier is needed. The forward keeps every chunk's entering state (float32,
+  N·d·n·L/T: 67 MB a call at dimsum-L/2's 256-px shape), so the backward does not recompute them.
 
-Only the channel sums of dB and dC cross lanes.
+Only the channel sums of dB and dC cross lanes. Measured on an H200 (docs/benchmarks.md): the backward
+1.9x and the forward 1.1x faster than the Triton kernels at dimsum-L/2's 256-px shape; the forward is
+slower (0.65x) where batch x channels is small (512 px, batch 16), since a thread walks all of L.
 """
 
 from __future__ import annotations
@@ -111,7 +114,9 @@ def _last(x, steps, i):
     return gl.sum(gl.where(steps[None, :] == i, x, 0.0), axis=1)
 
 
-@gluon.jit
+# L == 1 specialised to a constant crashes Triton 3.6's LLVM lowering of this kernel (an assertion in
+# ConvertTritonGPUToLLVM), so the length stays a runtime value
+@gluon.jit(do_not_specialize=["L"])
 def scan_fwd_kernel(
     u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, out_ptr, states_ptr,
     L, d, n,
@@ -163,17 +168,16 @@ def scan_fwd_kernel(
 @gluon.jit
 def scan_bwd_kernel(
     u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, dout_ptr,
-    du_ptr, ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, scratch_ptr, carry_ptr,
+    du_ptr, ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, states_ptr, carry_ptr,
     L, d, n,
     su_b, su_d, su_t, sdl_b, sdl_d, sdl_t, sz_b, sz_d, sz_t, sB_b, sB_n, sB_t, sC_b, sC_n, sC_t,
     sg_b, sg_d, sg_t,
-    T: gl.constexpr, BD: gl.constexpr, EVEN: gl.constexpr, SAVED: gl.constexpr,
+    T: gl.constexpr, BD: gl.constexpr, EVEN: gl.constexpr,
 ):
     """Gradients of scan_fwd_kernel's output. du, ddelta, dz: (N, d, L) contiguous, input dtype.
     dB, dC: float32 (N, blocks, n, L) partials, one per channel block; dA: float32 (N, d, n), dD,
-    dbias: float32 (N, d); the caller sums them over the batch. scratch: float32 (N, blocks, chunks,
-    n, BD), the states entering each chunk (SAVED: as the forward wrote them, else computed first); carry: float32 (N, blocks, n, BD), the adjoint leaving the
-    chunk before."""
+    dbias: float32 (N, d); the caller sums them over the batch. states: the forward's, entering each
+    chunk; carry: float32 (N, blocks, n, BD), the adjoint leaving the chunk before."""
     gl.static_assert(BD == 32 * gl.num_warps(), "one channel a thread: BD = 32 x warps")
     TILE: gl.constexpr = gl.BlockedLayout([1, T], [32, 1], [gl.num_warps(), 1], [1, 0])
     COL: gl.constexpr = gl.SliceLayout(1, TILE)
@@ -204,21 +208,8 @@ def scan_bwd_kernel(
     part = (b * gl.num_programs(0) + blk) * n * L
     dB_ptr += part
     dC_ptr += part
-    scratch_ptr += (b * gl.num_programs(0) + blk) * n_chunks * n * BD
+    states_ptr += (b * gl.num_programs(0) + blk) * n_chunks * n * BD
     carry_ptr += (b * gl.num_programs(0) + blk) * n * BD
-    # the state entering every chunk (each thread writes, and later reads, its own channel's)
-    if not SAVED:
-        for c in range(0, n_chunks - 1):
-            t = c * T + steps
-            mask = _mask(mask_d, t, L, EVEN)
-            delta = _delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
-            du = delta * _tile(u_ptr, su_d, su_t, cols, t, mask)
-            for s in range(0, n):
-                A_s = gl.load(A_ptr + cols * n + s, mask=mask_d, other=0.0)
-                B_s = _row(B_ptr + s * sB_n, t, sB_t, L, EVEN)
-                h0 = gl.load(scratch_ptr + (c * n + s) * BD + lane, mask=mask_d & (c > 0), other=0.0)
-                h, _ = _states(delta, du, A_s, B_s, h0)
-                gl.store(scratch_ptr + ((c + 1) * n + s) * BD + lane, _last(h, steps, T - 1))
     dD_acc = gl.zeros([BD], gl.float32, COL)
     dbias_acc = gl.zeros([BD], gl.float32, COL)
     for ci in range(0, n_chunks):
@@ -239,7 +230,7 @@ def scan_bwd_kernel(
             A_s = gl.load(A_ptr + cols * n + s, mask=mask_d, other=0.0)
             B_s = _row(B_ptr + s * sB_n, t, sB_t, L, EVEN)
             C_s = _row(C_ptr + s * sC_n, t, sC_t, L, EVEN)
-            h0 = gl.load(scratch_ptr + (c * n + s) * BD + lane, mask=mask_d & (c > 0), other=0.0)
+            h0 = gl.load(states_ptr + (c * n + s) * BD + lane, mask=mask_d & (c > 0), other=0.0)
             h, b_in = _states(delta, du, A_s, B_s, h0)
             y += h * C_s[None, :]
             # adjoint q_t = C_t gy_t + a_{t+1} q_{t+1}: a forward scan between two in-register flips

@@ -63,16 +63,22 @@ def causal_conv1d_status() -> KernelStatus:
 @functools.cache
 def triton_status() -> KernelStatus:
     """Whether dimsum's Triton kernels can run here: Triton imports, the kernels compile to its API, and
-    a CUDA device is present. (Nothing is compiled for the GPU until the first call.)"""
+    a CUDA device is present; the detail names the scan implementation that runs. (Nothing is compiled
+    for the GPU until the first call.)"""
     import torch
 
     if not _installed("triton"):
         return KernelStatus("triton", False, False, "not installed (CUDA builds of torch bring it)")
     try:
         triton = importlib.import_module("triton")
+        from dimsum_core.ops.triton_ops import scan_kernels
+
         importlib.import_module("dimsum_core.ops.triton_kernels")
+        importlib.import_module(f"dimsum_core.ops.{scan_kernels()}_kernels")
     except Exception as exc:
         return KernelStatus("triton", True, False, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
     if not torch.cuda.is_available():
         return KernelStatus("triton", True, False, "installed, but no CUDA device", triton.__version__)
-    return KernelStatus("triton", True, True, "scan and conv kernels load", triton.__version__)
+    scan = ("the Gluon scan (Triton >= 3.6)" if scan_kernels() == "gluon" else
+            "the Triton scan (Gluon's needs Triton >= 3.6)")
+    return KernelStatus("triton", True, True, f"{scan} and the conv kernel load", triton.__version__)

@@ -1,8 +1,12 @@
-"""The Triton kernels of :mod:`dimsum_core.ops.triton_kernels` as ``torch.library`` custom ops with
-autograd and shape-only twins, so eager code calls them like any op and ``torch.compile(fullgraph=True)``
-traces through them.
+"""dimsum's GPU kernels as ``torch.library`` custom ops with autograd and shape-only twins, so eager code
+calls them like any op and ``torch.compile(fullgraph=True)`` traces through them.
 
-The kernel module (and so Triton) is imported inside the op bodies: importing this module is harmless
+Two implementations of the selective scan: the Gluon kernels (:mod:`dimsum_core.ops.gluon_kernels`, time
+held in each thread, the forward's chunk states handed to the backward), which run wherever Triton >= 3.6
+compiles for a GPU; and the Triton kernels (:mod:`dimsum_core.ops.triton_kernels`), for older Triton and
+for Triton's interpreter, which runs the CPU tests and cannot run Gluon. The conv has one.
+
+The kernel modules (and so Triton) are imported inside the op bodies: importing this module is harmless
 on a machine without Triton. Both ops take ``(N, d, L)`` sequences, fastest with time contiguous (see
 the kernel module), and return contiguous ``(N, d, L)`` tensors.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -21,10 +26,29 @@ from torch import Tensor
 SCAN_FWD = (256, 8, 4)
 SCAN_BWD = (128, 4, 1)
 CONV = (256, 8, 4)
-# EXPERIMENT: the Gluon scan kernels (dimsum_core/ops/gluon_kernels.py), chunk T and warps (BD = 32 x warps);
-# Triton's interpreter cannot run Gluon, so there the Triton kernels stay
-GLUON_SCAN = (16, 4)
-USE_GLUON = os.environ.get("TRITON_INTERPRET") != "1" and os.environ.get("DIMSUM_SCAN_KERNELS", "gluon") == "gluon"
+# The Gluon scan's tile (T steps in each thread, warps; BD = 32 x warps channels), chosen on an H200 by
+# the fastest forward + backward pair at dimsum's shapes (docs/benchmarks.md).
+GLUON_SCAN = (16, 2)
+_SCAN_KERNELS: str | None = None  # "gluon" or "triton", decided on first use
+
+
+@torch.compiler.assume_constant_result
+def scan_kernels() -> str:
+    """Which scan kernels :func:`selective_scan_triton` runs: "gluon", or "triton" under Triton's
+    interpreter and before Triton 3.6 (the Gluon API the kernels are written against)."""
+    global _SCAN_KERNELS
+    if _SCAN_KERNELS is None:
+        _SCAN_KERNELS = "triton"
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            try:
+                import triton
+                from triton.experimental import gluon  # noqa: F401
+            except ImportError:
+                pass
+            else:
+                if tuple(int(x) for x in triton.__version__.split(".")[:2]) >= (3, 6):
+                    _SCAN_KERNELS = "gluon"
+    return _SCAN_KERNELS
 
 
 def _time_contiguous(t: Tensor) -> Tensor:
@@ -55,8 +79,6 @@ def _scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
     batch, dim, length = u.shape
     n = A.shape[1]
     out = torch.empty((batch, dim, length), dtype=u.dtype, device=u.device)
-    if USE_GLUON:
-        return _gluon_fwd(u, delta, A, B, C, D, z, delta_bias)[0]
     longest, block, warps = SCAN_FWD
     chunk = min(_next_pow2(length), longest)
     k.scan_fwd_kernel[(-(-dim // block), batch)](
@@ -79,114 +101,41 @@ def _scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
 
     batch, dim, length = u.shape
     n, np_ = A.shape[1], _next_pow2(A.shape[1])
-    if USE_GLUON:
-        return _gluon_bwd(u, delta, A, B, C, D, z, delta_bias, None, dout)
     longest, block, warps = SCAN_BWD
     chunk = min(_next_pow2(length), longest)
     n_blocks = -(-dim // block)
     groups = _block_groups(batch, n_blocks, warps, u.device)
     programs = -(-n_blocks // groups)
-    f32 = dict(dtype=torch.float32, device=u.device)
-    du, ddelta, dz = (torch.empty((batch, dim, length), dtype=x.dtype, device=u.device) for x in (u, delta, z))
-    dB_part, dC_part = (torch.zeros((batch, programs, n, length), **f32) for _ in range(2))
-    dA_part = torch.empty((batch, dim, n), **f32)
-    dD_part, dbias_part = torch.empty((batch, dim), **f32), torch.empty((batch, dim), **f32)
-    scratch = torch.empty((batch, programs, -(-length // chunk), block, np_), **f32)
+    grads = _grad_buffers(u, delta, z, n, programs, torch.zeros)  # a program adds its blocks' dB, dC
+    scratch = u.new_empty((batch, programs, -(-length // chunk), block, np_), dtype=torch.float32)
     k.scan_bwd_kernel[(programs, batch)](
-        u, delta, z, B, C, A, D, delta_bias, dout, du, ddelta, dz, dB_part, dC_part, dA_part, dD_part,
-        dbias_part, scratch, length, dim, n, n_blocks, groups,
+        u, delta, z, B, C, A, D, delta_bias, dout, *grads, scratch, length, dim, n, n_blocks, groups,
         *u.stride(), *delta.stride(), *z.stride(), *B.stride(), *C.stride(), *dout.stride(),
         T=chunk, BD=block, NP=np_, num_warps=warps)
-    dB, dC = dB_part.sum(1).to(B.dtype), dC_part.sum(1).to(C.dtype)
-    return (du, ddelta, dA_part.sum(0).to(A.dtype), dB, dC, dD_part.sum(0).to(D.dtype), dz,
-            dbias_part.sum(0).to(delta_bias.dtype))
+    return _summed(grads, A, B, C, D, delta_bias)
 
 
-def _gluon_fwd(u, delta, A, B, C, D, z, delta_bias):  # noqa: ANN001, ANN202
-    """(out, the state entering each chunk) from the Gluon forward."""
-    from dimsum_core.ops import gluon_kernels as g
-
+def _grad_buffers(u: Tensor, delta: Tensor, z: Tensor, n: int, programs: int,
+                  partial: Callable[..., Tensor]) -> tuple[Tensor, ...]:
+    """What a backward kernel writes: du, ddelta, dz in their inputs' dtypes; float32 partials dB, dC
+    (N, programs, n, L) from ``partial``, dA (N, d, n), dD and dbias (N, d)."""
     batch, dim, length = u.shape
-    n = A.shape[1]
-    chunk, warps = GLUON_SCAN
-    block = 32 * warps
-    blocks = -(-dim // block)
-    out = torch.empty((batch, dim, length), dtype=u.dtype, device=u.device)
-    states = torch.empty((batch, blocks, -(-length // chunk), n, block), dtype=torch.float32, device=u.device)
-    g.scan_fwd_kernel[(blocks, batch)](
-        u, delta, z, B, C, A, D, delta_bias, out, states, length, dim, n,
-        *u.stride(), *delta.stride(), *z.stride(), *B.stride(), *C.stride(),
-        T=chunk, BD=block, EVEN=length % chunk == 0, num_warps=warps)
-    return out, states
-
-
-def _gluon_bwd(u, delta, A, B, C, D, z, delta_bias, states, dout):  # noqa: ANN001, ANN202
-    """The Gluon backward; ``states`` from :func:`_gluon_fwd`, or None to recompute them."""
-    from dimsum_core.ops import gluon_kernels as g
-
-    batch, dim, length = u.shape
-    n = A.shape[1]
-    chunk, warps = GLUON_SCAN
-    block = 32 * warps
-    blocks = -(-dim // block)
     f32 = dict(dtype=torch.float32, device=u.device)
-    du, ddelta, dz = (torch.empty((batch, dim, length), dtype=x.dtype, device=u.device) for x in (u, delta, z))
-    dB_part, dC_part = (torch.empty((batch, blocks, n, length), **f32) for _ in range(2))
-    dA_part = torch.empty((batch, dim, n), **f32)
-    dD_part, dbias_part = torch.empty((batch, dim), **f32), torch.empty((batch, dim), **f32)
-    scratch = states if states is not None else torch.empty((batch, blocks, -(-length // chunk), n, block), **f32)
-    carry = torch.empty((batch, blocks, n, block), **f32)
-    g.scan_bwd_kernel[(blocks, batch)](
-        u, delta, z, B, C, A, D, delta_bias, dout, du, ddelta, dz, dB_part, dC_part, dA_part, dD_part,
-        dbias_part, scratch, carry, length, dim, n,
-        *u.stride(), *delta.stride(), *z.stride(), *B.stride(), *C.stride(), *dout.stride(),
-        T=chunk, BD=block, EVEN=length % chunk == 0, SAVED=states is not None, num_warps=warps)
-    dB, dC = dB_part.sum(1).to(B.dtype), dC_part.sum(1).to(C.dtype)
-    return (du, ddelta, dA_part.sum(0).to(A.dtype), dB, dC, dD_part.sum(0).to(D.dtype), dz,
-            dbias_part.sum(0).to(delta_bias.dtype))
+    return (*(torch.empty((batch, dim, length), dtype=x.dtype, device=u.device) for x in (u, delta, z)),
+            *(partial((batch, programs, n, length), **f32) for _ in range(2)),
+            torch.empty((batch, dim, n), **f32), torch.empty((batch, dim), **f32), torch.empty((batch, dim), **f32))
 
 
-@torch.library.custom_op("dimsum::gluon_scan_fwd", mutates_args=())
-def _gluon_scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
-                    delta_bias: Tensor) -> tuple[Tensor, Tensor]:
-    """EXPERIMENT: the forward that keeps the chunk-entering states for its backward."""
-    return _gluon_fwd(u, delta, A, B, C, D, z, delta_bias)
-
-
-@_gluon_scan_fwd.register_fake
-def _(u, delta, A, B, C, D, z, delta_bias):  # noqa: ANN001, ANN202
-    batch, dim, length = u.shape
-    chunk, warps = GLUON_SCAN
-    block = 32 * warps
-    return u.new_empty(u.shape), u.new_empty((batch, -(-dim // block), -(-length // chunk), A.shape[1], block),
-                                             dtype=torch.float32)
-
-
-@torch.library.custom_op("dimsum::gluon_scan_bwd", mutates_args=())
-def _gluon_scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
-                    delta_bias: Tensor, states: Tensor,
-                    dout: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    return _gluon_bwd(u, delta, A, B, C, D, z, delta_bias, states, dout)
-
-
-@_gluon_scan_bwd.register_fake
-def _(u, delta, A, B, C, D, z, delta_bias, states, dout):  # noqa: ANN001, ANN202
-    return tuple(torch.empty_like(x, memory_format=torch.contiguous_format) for x in (u, delta, A, B, C, D, z, delta_bias))
-
-
-def _gluon_setup(ctx, inputs, output) -> None:  # noqa: ANN001
-    ctx.save_for_backward(*inputs, output[1])
-
-
-def _gluon_backward(ctx, dout, _dstates):  # noqa: ANN001, ANN202
-    return torch.ops.dimsum.gluon_scan_bwd(*ctx.saved_tensors, _time_contiguous(dout))
-
-
-_gluon_scan_fwd.register_autograd(_gluon_backward, setup_context=_gluon_setup)
+def _summed(grads: tuple[Tensor, ...], A: Tensor, B: Tensor, C: Tensor, D: Tensor,
+            delta_bias: Tensor) -> tuple[Tensor, ...]:
+    """The gradients of (u, delta, A, B, C, D, z, delta_bias): partials summed, in their inputs' dtypes."""
+    du, ddelta, dz, dB, dC, dA, dD, dbias = grads
+    return (du, ddelta, dA.sum(0).to(A.dtype), dB.sum(1).to(B.dtype), dC.sum(1).to(C.dtype),
+            dD.sum(0).to(D.dtype), dz, dbias.sum(0).to(delta_bias.dtype))
 
 
 @_scan_bwd.register_fake
-def _(u, delta, A, B, C, D, z, delta_bias, dout):  # noqa: ANN001, ANN202
+def _scan_bwd_fake(u, delta, A, B, C, D, z, delta_bias, *states_and_dout):  # noqa: ANN001, ANN202
     return tuple(torch.empty_like(x, memory_format=torch.contiguous_format) for x in (u, delta, A, B, C, D, z, delta_bias))
 
 
@@ -201,6 +150,70 @@ def _scan_backward(ctx, dout):  # noqa: ANN001, ANN202
 _scan_fwd.register_autograd(_scan_backward, setup_context=_scan_setup)
 
 
+@torch.library.custom_op("dimsum::gluon_scan_fwd", mutates_args=())
+def _gluon_scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
+                    delta_bias: Tensor) -> tuple[Tensor, Tensor]:
+    """-> (out, the float32 state entering each chunk: (N, blocks, chunks, n, BD)), the second for the
+    backward."""
+    from dimsum_core.ops import gluon_kernels as g
+
+    batch, dim, length = u.shape
+    chunk, warps = GLUON_SCAN
+    out = torch.empty((batch, dim, length), dtype=u.dtype, device=u.device)
+    states = _gluon_states(u, A)
+    g.scan_fwd_kernel[(states.shape[1], batch)](
+        u, delta, z, B, C, A, D, delta_bias, out, states, length, dim, A.shape[1],
+        *u.stride(), *delta.stride(), *z.stride(), *B.stride(), *C.stride(),
+        T=chunk, BD=32 * warps, EVEN=length % chunk == 0, num_warps=warps)
+    return out, states
+
+
+def _gluon_states(u: Tensor, A: Tensor) -> Tensor:
+    batch, dim, length = u.shape
+    chunk, warps = GLUON_SCAN
+    block = 32 * warps
+    return u.new_empty((batch, -(-dim // block), -(-length // chunk), A.shape[1], block), dtype=torch.float32)
+
+
+@_gluon_scan_fwd.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias):  # noqa: ANN001, ANN202
+    return u.new_empty(u.shape), _gluon_states(u, A)
+
+
+@torch.library.custom_op("dimsum::gluon_scan_bwd", mutates_args=())
+def _gluon_scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
+                    delta_bias: Tensor, states: Tensor,
+                    dout: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """-> gradients of (u, delta, A, B, C, D, z, delta_bias), each in its input's dtype."""
+    from dimsum_core.ops import gluon_kernels as g
+
+    batch, dim, length = u.shape
+    n = A.shape[1]
+    chunk, warps = GLUON_SCAN
+    blocks = states.shape[1]
+    grads = _grad_buffers(u, delta, z, n, blocks, torch.empty)
+    carry = u.new_empty((batch, blocks, n, 32 * warps), dtype=torch.float32)
+    g.scan_bwd_kernel[(blocks, batch)](
+        u, delta, z, B, C, A, D, delta_bias, dout, *grads, states, carry, length, dim, n,
+        *u.stride(), *delta.stride(), *z.stride(), *B.stride(), *C.stride(), *dout.stride(),
+        T=chunk, BD=32 * warps, EVEN=length % chunk == 0, num_warps=warps)
+    return _summed(grads, A, B, C, D, delta_bias)
+
+
+_gluon_scan_bwd.register_fake(_scan_bwd_fake)
+
+
+def _gluon_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+    ctx.save_for_backward(*inputs, output[1])
+
+
+def _gluon_backward(ctx, dout, _dstates):  # noqa: ANN001, ANN202
+    return torch.ops.dimsum.gluon_scan_bwd(*ctx.saved_tensors, _time_contiguous(dout))
+
+
+_gluon_scan_fwd.register_autograd(_gluon_backward, setup_context=_gluon_setup)
+
+
 def selective_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
                           delta_bias: Tensor) -> Tensor:
     """``out = y · silu(z)`` of the selective scan with ``delta = softplus(delta + delta_bias)``:
@@ -211,7 +224,7 @@ def selective_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Ten
     Returns (N, d, L) contiguous in u's dtype.
     """
     A, D, delta_bias = (p.float().contiguous() for p in (A, D, delta_bias))
-    if USE_GLUON:
+    if scan_kernels() == "gluon":
         return torch.ops.dimsum.gluon_scan_fwd(u, delta, A, B, C, D, z, delta_bias)[0]
     return torch.ops.dimsum.triton_scan_fwd(u, delta, A, B, C, D, z, delta_bias)
 
