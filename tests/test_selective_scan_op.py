@@ -44,10 +44,10 @@ def test_fake_kernels_give_the_kernels_shapes(length: int, chunks: int):
             assert grad.shape == x.shape and grad.dtype == x.dtype
 
 
-@pytest.mark.parametrize("length, dim, chunks, blocks", [(1, 8, 1, 1), (256, 64, 16, 1), (257, 65, 17, 2)])
+@pytest.mark.parametrize("length, dim, chunks, blocks", [(1, 8, 0, 1), (256, 64, 15, 1), (257, 65, 16, 2)])
 def test_gluon_fakes_give_the_kernels_shapes(length: int, dim: int, chunks: int, blocks: int):
-    """The Gluon forward's chunk states, (N, channel blocks, chunks, n, BD) float32, as the compiler sees
-    them; and the backward's gradients."""
+    """The Gluon forward's states entering each chunk after the first, (N, channel blocks, chunks - 1, n,
+    BD) float32, as the compiler sees them; and the backward's gradients."""
     from dimsum_core.ops import triton_ops
 
     steps, warps = triton_ops.GLUON_SCAN

@@ -12,7 +12,7 @@ channel in each thread (BD = 32 x warps) and T consecutive steps in that thread'
 * the carries between chunks (the state entering a chunk, the adjoint leaving it) are one column per
   thread in global memory, read and written by the thread that owns the channel, so no register tile is
   indexed by state and no barrier is needed. The forward keeps every chunk's entering state (float32,
-  N·d·n·L/T: 67 MB a call at dimsum-L/2's 256-px shape), so the backward does not recompute them.
+  N·d·n·(L/T - 1): 63 MB a call at dimsum-L/2's 256-px shape), so the backward does not recompute them.
 
 Only the channel sums of dB and dC cross lanes. Measured on an H200 (docs/benchmarks.md): the backward
 1.9x and the forward 1.1x faster than the Triton kernels at dimsum-L/2's 256-px shape; the forward is
@@ -115,16 +115,17 @@ def _last(x, steps, i):
 
 
 # L == 1 specialised to a constant crashes Triton 3.6's LLVM lowering of this kernel (an assertion in
-# ConvertTritonGPUToLLVM), so the length stays a runtime value
+# ConvertTritonGPUToLLVM), so the length stays a runtime value; the output's row stride (= L) is passed
+# apart, specialised, so its alignment still lets the stores be vectors
 @gluon.jit(do_not_specialize=["L"])
 def scan_fwd_kernel(
     u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, out_ptr, states_ptr,
-    L, d, n,
+    L, d, n, so_b, so_d,
     su_b, su_d, su_t, sdl_b, sdl_d, sdl_t, sz_b, sz_d, sz_t, sB_b, sB_n, sB_t, sC_b, sC_n, sC_t,
     T: gl.constexpr, BD: gl.constexpr, EVEN: gl.constexpr,
 ):
-    """out = y · silu(z), (N, d, L) contiguous. states: float32 (N, blocks, chunks, n, BD), the state
-    entering each chunk after the first, kept for the backward (which then need not recompute them)."""
+    """out = y · silu(z), (N, d, L) contiguous. states: float32 (N, blocks, chunks - 1, n, BD), the
+    state entering each chunk after the first, kept for the backward (which then need not recompute them)."""
     gl.static_assert(BD == 32 * gl.num_warps(), "one channel a thread: BD = 32 x warps")
     TILE: gl.constexpr = gl.BlockedLayout([1, T], [32, 1], [gl.num_warps(), 1], [1, 0])
     COL: gl.constexpr = gl.SliceLayout(1, TILE)
@@ -141,8 +142,8 @@ def scan_fwd_kernel(
     z_ptr += b * sz_b
     B_ptr += b * sB_b
     C_ptr += b * sC_b
-    out_ptr += b * d * L
-    states_ptr += (b * gl.num_programs(0) + pid_d) * gl.cdiv(L, T) * n * BD
+    out_ptr += b * so_b
+    states_ptr += (b * gl.num_programs(0) + pid_d) * (gl.cdiv(L, T) - 1) * n * BD
     for t0 in range(0, L, T):
         c = t0 // T
         t = t0 + steps
@@ -155,14 +156,14 @@ def scan_fwd_kernel(
             A_s = gl.load(A_ptr + cols * n + s, mask=mask_d, other=0.0)
             B_s = _row(B_ptr + s * sB_n, t, sB_t, L, EVEN)
             C_s = _row(C_ptr + s * sC_n, t, sC_t, L, EVEN)
-            h0 = gl.load(states_ptr + (c * n + s) * BD + lane, mask=mask_d & (c > 0), other=0.0)
+            h0 = gl.load(states_ptr + ((c - 1) * n + s) * BD + lane, mask=mask_d & (c > 0), other=0.0)
             h, _ = _states(delta, du, A_s, B_s, h0)
             y += h * C_s[None, :]
             if t0 + T < L:
-                gl.store(states_ptr + ((c + 1) * n + s) * BD + lane, _last(h, steps, T - 1))
+                gl.store(states_ptr + (c * n + s) * BD + lane, _last(h, steps, T - 1))
         z = _tile(z_ptr, sz_d, sz_t, cols, t, mask)
         out = y * z * _sigmoid(z)
-        gl.store(out_ptr + cols[:, None] * L + t[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
+        gl.store(out_ptr + cols[:, None] * so_d + t[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @gluon.jit
@@ -208,7 +209,7 @@ def scan_bwd_kernel(
     part = (b * gl.num_programs(0) + blk) * n * L
     dB_ptr += part
     dC_ptr += part
-    states_ptr += (b * gl.num_programs(0) + blk) * n_chunks * n * BD
+    states_ptr += (b * gl.num_programs(0) + blk) * (n_chunks - 1) * n * BD
     carry_ptr += (b * gl.num_programs(0) + blk) * n * BD
     dD_acc = gl.zeros([BD], gl.float32, COL)
     dbias_acc = gl.zeros([BD], gl.float32, COL)
@@ -230,7 +231,7 @@ def scan_bwd_kernel(
             A_s = gl.load(A_ptr + cols * n + s, mask=mask_d, other=0.0)
             B_s = _row(B_ptr + s * sB_n, t, sB_t, L, EVEN)
             C_s = _row(C_ptr + s * sC_n, t, sC_t, L, EVEN)
-            h0 = gl.load(states_ptr + (c * n + s) * BD + lane, mask=mask_d & (c > 0), other=0.0)
+            h0 = gl.load(states_ptr + ((c - 1) * n + s) * BD + lane, mask=mask_d & (c > 0), other=0.0)
             h, b_in = _states(delta, du, A_s, B_s, h0)
             y += h * C_s[None, :]
             # adjoint q_t = C_t gy_t + a_{t+1} q_{t+1}: a forward scan between two in-register flips

@@ -153,8 +153,8 @@ _scan_fwd.register_autograd(_scan_backward, setup_context=_scan_setup)
 @torch.library.custom_op("dimsum::gluon_scan_fwd", mutates_args=())
 def _gluon_scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
                     delta_bias: Tensor) -> tuple[Tensor, Tensor]:
-    """-> (out, the float32 state entering each chunk: (N, blocks, chunks, n, BD)), the second for the
-    backward."""
+    """-> (out, the float32 state entering each chunk after the first: (N, blocks, chunks - 1, n, BD)),
+    the second for the backward."""
     from dimsum_core.ops import gluon_kernels as g
 
     batch, dim, length = u.shape
@@ -162,7 +162,7 @@ def _gluon_scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D
     out = torch.empty((batch, dim, length), dtype=u.dtype, device=u.device)
     states = _gluon_states(u, A)
     g.scan_fwd_kernel[(states.shape[1], batch)](
-        u, delta, z, B, C, A, D, delta_bias, out, states, length, dim, A.shape[1],
+        u, delta, z, B, C, A, D, delta_bias, out, states, length, dim, A.shape[1], *out.stride()[:2],
         *u.stride(), *delta.stride(), *z.stride(), *B.stride(), *C.stride(),
         T=chunk, BD=32 * warps, EVEN=length % chunk == 0, num_warps=warps)
     return out, states
@@ -172,7 +172,7 @@ def _gluon_states(u: Tensor, A: Tensor) -> Tensor:
     batch, dim, length = u.shape
     chunk, warps = GLUON_SCAN
     block = 32 * warps
-    return u.new_empty((batch, -(-dim // block), -(-length // chunk), A.shape[1], block), dtype=torch.float32)
+    return u.new_empty((batch, -(-dim // block), -(-length // chunk) - 1, A.shape[1], block), dtype=torch.float32)
 
 
 @_gluon_scan_fwd.register_fake
