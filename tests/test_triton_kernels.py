@@ -196,6 +196,18 @@ def test_opcheck() -> None:
     torch.library.opcheck(torch.ops.dimsum.triton_conv_silu_fwd.default, (x, w, b))
 
 
+def test_gluon_pair_runs_where_a_backward_follows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training takes the Gluon pair (its backward reads the forward's states); inference, and machines
+    without Gluon, the Triton forward."""
+    x, w = torch.ones(2), torch.ones(2, requires_grad=True)
+    monkeypatch.setattr(triton_ops, "_SCAN_KERNELS", "gluon")
+    assert triton_ops.gluon_pair(x, w) and not triton_ops.gluon_pair(x, x)
+    with torch.no_grad():
+        assert not triton_ops.gluon_pair(x, w)
+    monkeypatch.setattr(triton_ops, "_SCAN_KERNELS", "triton")
+    assert not triton_ops.gluon_pair(x, w)
+
+
 @needs_triton
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU tests run the compiled kernels")
 def test_mixer_triton_path_in_the_interpreter() -> None:

@@ -1,10 +1,11 @@
 """Which implementation runs the Mamba mixer: dimsum's Triton kernels, mamba-ssm's CUDA kernels, or the
 pure-PyTorch scan.
 
-On a CUDA device ``auto`` takes mamba-ssm's kernels where they are installed (the optional ``[cuda]``
-extra, a ~10-minute CUDA build; measured 4% faster training than ours, because its scan backward is
-still faster: docs/benchmarks.md), else dimsum's Triton kernels (Triton ships with every CUDA build of
-torch, so they need no compiler). On the CPU it takes the PyTorch scan, the only path there, silently.
+On a CUDA device ``auto`` takes dimsum's Triton kernels (Triton ships with every CUDA build of torch, so
+they need no compiler; with the Gluon scan a forward + backward of scan and conv is faster than
+mamba-ssm's at DiMSUM-L/2's and S/2's 256-px shapes: docs/benchmarks.md). mamba-ssm's kernels (the
+optional ``[cuda]`` extra, a ~10-minute CUDA build) run only when asked for, as a reference. On the CPU
+``auto`` takes the PyTorch scan, the only path there, silently.
 ``mamba_ssm`` is imported only here, lazily, and only when asked for: importing any of its submodules
 runs its package ``__init__``, which needs the compiled extension. Like mamba-ssm itself (PR #265), an
 explicit backend never falls back silently; ``auto`` on a GPU without Triton falls back with one
@@ -66,8 +67,6 @@ def resolve_backend(requested: Backend, device: torch.device) -> Literal["triton
     require_backend(requested)
     if device.type != "cuda":  # CPU (the only path there) or meta (shape-only runs compute nothing)
         return "torch"
-    if mamba_status().loads:
-        return "cuda"
     status = triton_status()
     if status.loads:
         return "triton"
@@ -80,11 +79,9 @@ def auto_path_reason() -> tuple[str, str]:
     """(backend, why) that ``auto`` takes on this machine's first CUDA device, or on the CPU."""
     if not torch.cuda.is_available():
         return "torch", "no CUDA device: the pure-PyTorch scan (fine for tests and tiny models)"
-    if mamba_status().loads:
-        return "cuda", "mamba-ssm's kernels are installed (4% faster training than dimsum's Triton kernels)"
     status = triton_status()
     if status.loads:
-        return "triton", f"dimsum's Triton scan and conv kernels (triton {status.version}; no CUDA build needed)"
+        return "triton", f"dimsum's kernels (triton {status.version}; no CUDA build needed): {status.detail}"
     return "torch", f"the pure-PyTorch scan, slow on a GPU: Triton is unavailable ({status.detail})"
 
 

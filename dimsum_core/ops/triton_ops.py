@@ -2,9 +2,9 @@
 calls them like any op and ``torch.compile(fullgraph=True)`` traces through them.
 
 Two implementations of the selective scan: the Gluon kernels (:mod:`dimsum_core.ops.gluon_kernels`, time
-held in each thread, the forward's chunk states handed to the backward), which run wherever Triton >= 3.6
-compiles for a GPU; and the Triton kernels (:mod:`dimsum_core.ops.triton_kernels`), for older Triton and
-for Triton's interpreter, which runs the CPU tests and cannot run Gluon. The conv has one.
+held in each thread, the forward's chunk states handed to the backward), which train wherever Triton >=
+3.6 compiles for a GPU; and the Triton kernels (:mod:`dimsum_core.ops.triton_kernels`), for inference, for
+older Triton and for Triton's interpreter, which runs the CPU tests and cannot run Gluon. The conv has one.
 
 The kernel modules (and so Triton) are imported inside the op bodies: importing this module is harmless
 on a machine without Triton. Both ops take ``(N, d, L)`` sequences, fastest with time contiguous (see
@@ -223,10 +223,19 @@ def selective_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Ten
     delta_bias: (d,). Any strides (time-contiguous is fastest); the parameters are used in float32.
     Returns (N, d, L) contiguous in u's dtype.
     """
+    inputs = (u, delta, A, B, C, D, z, delta_bias)
     A, D, delta_bias = (p.float().contiguous() for p in (A, D, delta_bias))
-    if scan_kernels() == "gluon":
+    if gluon_pair(*inputs):
         return torch.ops.dimsum.gluon_scan_fwd(u, delta, A, B, C, D, z, delta_bias)[0]
     return torch.ops.dimsum.triton_scan_fwd(u, delta, A, B, C, D, z, delta_bias)
+
+
+def gluon_pair(*inputs: Tensor) -> bool:
+    """Whether a scan runs as the Gluon forward + backward pair: where Gluon runs and a backward will
+    follow. Without one, the Triton forward runs: it spreads a call over more threads than the Gluon
+    forward (one thread a channel walks all of L), which matters at small batch (sampling), and it keeps
+    no states (docs/benchmarks.md)."""
+    return scan_kernels() == "gluon" and torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
 
 
 @torch.library.custom_op("dimsum::triton_conv_silu_fwd", mutates_args=())
