@@ -7,7 +7,7 @@ its shared transformer block, and the DiT and Mamba-only baselines.
                             after every K-th block: x = DiTBlock(x, c)   (one set of weights, "shared")
     FinalLayer(x, c) -> unpatchify                                  (N, C, H, W) velocity
 
-    DiMBlock:  res = x (first block) or res + DropPath(x), float32 (Vim style)
+    DiMBlock:  res = res + DropPath(x), float32 (Vim style; res starts at 0, the first block's rate is 0)
                h   = RMSNorm(res)
                h   = h + Fusion(SpatialBranch(h[..., :D/2], c), WaveletBranch(h[..., D/2:], c))
                h   = h + gate · MLP(modulate(RMSNorm(h)))
@@ -167,7 +167,7 @@ class DiMBlock(nn.Module):
     (the paper's 'Conditional Mamba only' ablation).
     """
 
-    def __init__(self, dim: int, cond_dim: int, layer: int, grid: int, drop_path: float, /, *,
+    def __init__(self, dim: int, cond_dim: int, layer: int, grid: int, drop_path: DropPath, /, *,
                  spatial_scan: ScanSpec = "sweep4", wavelet_scan: ScanSpec = "window",
                  wavelet: WaveletSpec = "haar", wavelet_layout: Layout = "interleaved",
                  wavelet_normalize: bool = True, fusion: FusionSpec = "cross-attention",
@@ -176,7 +176,7 @@ class DiMBlock(nn.Module):
         super().__init__()
         self.branches = branches
         self.norm = RMSNorm(dim)
-        self.drop_path = DropPath(drop_path)
+        self.drop_path = drop_path
         if branches == "both":
             half = dim // 2
             self.spatial_mamba = SpatialBranch(half, cond_dim, layer, grid, spatial_scan, mixer)
@@ -190,10 +190,10 @@ class DiMBlock(nn.Module):
         self.adaLN_modulation = ada_ln(cond_dim, 3 * dim)
         self.mlp = mlp(dim, mlp_ratio, gated_mlp)
 
-    def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None,
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor,
                 c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """hidden (N, T, D), residual (N, T, D) float32 or None for the first block, c (N, D)."""
-        residual = hidden.float() if residual is None else residual + self.drop_path(hidden).float()
+        """hidden (N, T, D), residual (N, T, D) float32 (zeros for the first block), c (N, D)."""
+        residual = residual + self.drop_path(hidden).float()
         h = self.norm(residual).to(hidden.dtype)  # (N, T, D)
         if self.branches == "both":
             x1, x2 = h.chunk(2, dim=-1)  # first half -> spatial branch, second half -> wavelet branch
@@ -278,9 +278,10 @@ class PatchFlowModel(FlowModel):
 
     def compile_regions(self, **options: Any) -> None:
         """Regional compilation: each block compiled on its own, embeddings and final layer eager. The blocks
-        share a class, so dynamo traces one graph for every depth (a handful of variants: the first DiM block
-        has no residual, the drop-path rate is a tensor so it is not one); dimsum-L/2 compiles in 83 s where
-        the whole model took 262 s (docs/benchmarks.md)."""
+        share a class and nothing in them is a Python constant that differs by layer (drop-path rate a
+        tensor, every block drawing its mask, a zero first residual, scans that gather in every order), so
+        dynamo traces one graph per block class at any depth; dimsum-L/2 compiled in 93 s with four DiM
+        variants, the whole model in 262 s (docs/benchmarks.md)."""
         for module in self.modules():
             if isinstance(module, (DiMBlock, DiTBlock, MambaBlock)):
                 module.compile(**options)
@@ -296,7 +297,9 @@ class PatchFlowModel(FlowModel):
         n = x.shape[0]
         if t.ndim == 0:
             t = t.expand(n)
-        h = self.x_embedder(x) + self.pos_embed  # (N, T, D), T = grid²
+        # (N, T, D), T = grid²; contiguous, since the patch conv's transposed layout would make the first
+        # block a compiled variant of its own
+        h = (self.x_embedder(x) + self.pos_embed).contiguous()
         c = self.t_embedder(t) + self.y_embedder(y, n, x.device)  # (N, D)
         h = self.body(h, c)
         return unpatchify(self.final_layer(h, c), self.patch_size, self.in_channels)  # (N, C, H, W)
@@ -324,10 +327,13 @@ class DiMSUM(PatchFlowModel):
         self.attn_every, self.transformer = attn_every, transformer
         # independent transformers replace Mamba depth, as the official ablation does
         n_blocks = depth - depth // attn_every if transformer == "independent" else depth
-        # official: block i uses ([0] + linspace(0, drop_path, depth))[i]
+        # official: block i uses ([0] + linspace(0, drop_path, depth))[i]; the first block's input starts the
+        # residual stream, never dropped (official: res = x), which rate 0 keeps exact. Every block draws
+        # where any does, so the blocks share one compiled graph (FlowModel.compile_regions).
         rates = [0.0] + [drop_path * i / max(n_blocks - 1, 1) for i in range(n_blocks)]
         self.blocks = nn.ModuleList(
-            DiMBlock(hidden_size, hidden_size, i, self.grid, rates[i], spatial_scan=spatial_scan,
+            DiMBlock(hidden_size, hidden_size, i, self.grid, DropPath(rates[i], active=drop_path > 0),
+                     spatial_scan=spatial_scan,
                      wavelet_scan=wavelet_scan, wavelet=wavelet, wavelet_layout=wavelet_layout,
                      wavelet_normalize=wavelet_normalize, fusion=fusion, mixer=mixer, branches=branches,
                      mlp_ratio=mlp_ratio, gated_mlp=gated_mlp)
@@ -365,7 +371,12 @@ class DiMSUM(PatchFlowModel):
                         child.weight /= math.sqrt(depth)
 
     def body(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        residual = None
+        # 0 + x is x exactly: the official res = x. Under regional compilation (this loop eager) it requires
+        # grad like every later residual, so the first block is not a compiled variant of its own; a whole
+        # compiled model needs no such thing (and requires_grad_ there would break its graph)
+        residual = torch.zeros_like(x, dtype=torch.float32)
+        if x.requires_grad and not torch.compiler.is_compiling():
+            residual.requires_grad_()
         for i, blk in enumerate(self.blocks):
             x, residual = blk(x, residual, c)
             if (i + 1) % self.attn_every == 0:

@@ -10,6 +10,7 @@ import torch
 from numerics import rel_l2
 
 from dimsum_core.network import DiMBlock
+from dimsum_core.nn.layers import DropPath
 from dimsum_core.official import model_from_official, read_official
 from dimsum_core.ops.kernels import mamba_status, triton_status
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.gpu
 def l2_block(backend: str) -> torch.nn.Module:
     torch.manual_seed(0)
     # DiM-L/2 block at 256 px: width 1024, 16×16 token grid; layer 1 (reversed sweep, column-first window)
-    return DiMBlock(1024, 1024, 1, 16, 0.0, mixer={"name": "mamba", "backend": backend}).cuda()
+    return DiMBlock(1024, 1024, 1, 16, DropPath(0.0), mixer={"name": "mamba", "backend": backend}).cuda()
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +48,7 @@ def test_l2_block_gpu_vs_torch_backend(backend: str, precision: str, tol: float)
     for blk in (fused, plain):
         xi = x.clone().requires_grad_(True)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            h, res = blk(xi, None, c)
+            h, res = blk(xi, torch.zeros_like(xi), c)
         (h.float().square().mean()).backward()
         grads = {n: p.grad.clone() for n, p in blk.named_parameters() if p.grad is not None}
         results.append((h.float(), xi.grad, grads))

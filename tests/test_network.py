@@ -11,6 +11,7 @@ from dimsum_core import create_model
 from dimsum_core.config import build
 from dimsum_core.errors import RecipeError
 from dimsum_core.network import DiMBlock, tokens_to_wavelet, wavelet_to_tokens
+from dimsum_core.nn.layers import DropPath
 from dimsum_core.nn.wavelets import HaarPacket, PyWaveletsPacket
 from dimsum_core.plugin.manager import registry
 
@@ -185,9 +186,9 @@ def test_fusion_shapes(name: str) -> None:
 # -- blocks and models ------------------------------------------------------------------------------
 def test_dim_block_forward_backward() -> None:
     torch.manual_seed(0)
-    blk = DiMBlock(64, 64, 1, 8, 0.0, mixer={"name": "mamba", "backend": "torch"})
+    blk = DiMBlock(64, 64, 1, 8, DropPath(0.0), mixer={"name": "mamba", "backend": "torch"})
     x, c = torch.randn(2, 64, 64, requires_grad=True), torch.randn(2, 64)
-    h, res = blk(x, None, c)
+    h, res = blk(x, torch.zeros(2, 64, 64), c)
     assert h.shape == x.shape and res.dtype == torch.float32
     torch.testing.assert_close(res, x.detach())  # the first block's residual is its input
     (h.square().mean() + res.mean()).backward()

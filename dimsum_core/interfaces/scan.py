@@ -77,7 +77,12 @@ class ScanIndex(nn.Module):
         self.register_buffer("inv", inverse_permutation(perm), persistent=False)
 
     def scan(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.identity else x.index_select(1, self.perm)
+        return x if self._skip() else x.index_select(1, self.perm)
 
     def unscan(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.identity else x.index_select(1, self.inv)
+        return x if self._skip() else x.index_select(1, self.inv)
+
+    def _skip(self) -> bool:
+        # compiled code gathers even in identity order, so one compiled block serves every layer (a
+        # Python branch here was a recompile per kind of layer); eager code skips the copy
+        return not torch.compiler.is_compiling() and self.identity  # in this order: no guard on identity

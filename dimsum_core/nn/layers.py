@@ -92,11 +92,15 @@ class Attention(nn.Module):
 
 
 class DropPath(nn.Module):
-    """Stochastic depth per sample (identity in eval mode or with p = 0)."""
+    """Stochastic depth per sample (identity in eval mode, and where not ``active``).
 
-    def __init__(self, p: float):
+    ``active`` (default: p > 0) says whether training draws masks. A model whose blocks should share one
+    compiled graph makes every block active, since a Python branch on it is a recompile: a block at
+    p = 0 then draws a mask of ones (the same output, one more random draw)."""
+
+    def __init__(self, p: float, active: bool | None = None):
         super().__init__()
-        self.active = p > 0.0
+        self.active = p > 0.0 if active is None else active
         # the keep probability as a tensor, so one compiled block serves every depth (a Python float
         # would be a compile-time constant: one recompile per rate, beyond dynamo's cache limit)
         self.register_buffer("keep_prob", torch.tensor(1.0 - p), persistent=False)

@@ -21,17 +21,12 @@ slower (0.65x) where batch x channels is small (512 px, batch 16), since a threa
 
 from __future__ import annotations
 
-import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 
+from dimsum_core.ops.triton_kernels import _affine  # the scans' combine: plain arithmetic, either dialect
+
 LOG2E = gl.constexpr(1.4426950408889634)
-
-
-@triton.jit
-def _affine(a1, b1, a2, b2):
-    """Composition of h -> a1 h + b1, then h -> a2 h + b2."""
-    return a1 * a2, a2 * b1 + b2
 
 
 @gluon.jit
