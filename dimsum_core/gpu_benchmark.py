@@ -54,6 +54,38 @@ def cuda_time(fn: Callable[[], Any], warmup: int, repeats: int, inner: int = 1) 
     return statistics.median(times)
 
 
+def kernel_profile(fn: Callable[[], Any], device: torch.device, steps: int = 3, top: int = 20) -> dict[str, Any]:
+    """Where the device time of ``fn`` (one training step, say) goes, per call: torch.profiler over
+    ``steps`` calls after one warm-up, kernels grouped by name. On the CPU the "kernels" are the aten ops
+    (self time), which is what the CPU test exercises."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    fn()
+    if cuda:
+        torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        for _ in range(steps):
+            fn()
+        if cuda:
+            torch.cuda.synchronize()
+    return summarize_kernels(prof.key_averages(), steps, top, cuda)
+
+
+def summarize_kernels(averages: Any, steps: int, top: int, cuda: bool) -> dict[str, Any]:
+    """Per call: kernel launches, their total device time, and the ``top`` kernels by time (name, calls,
+    µs, share), from a profiler's ``key_averages()``."""
+    from torch.autograd import DeviceType
+
+    kind, time_of = ((DeviceType.CUDA, lambda e: e.self_device_time_total) if cuda else
+                     (DeviceType.CPU, lambda e: e.self_cpu_time_total))
+    events = sorted((e for e in averages if e.device_type == kind and time_of(e) > 0), key=time_of, reverse=True)
+    total = sum(time_of(e) for e in events) / steps
+    return {"kernels_per_call": sum(e.count for e in events) / steps, "device_us_per_call": total,
+            "top": [{"name": e.key, "calls": e.count / steps, "us": time_of(e) / steps,
+                     "share": time_of(e) / steps / total} for e in events[:top]]}
+
+
 def matmul_peak_tflops() -> float:
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)

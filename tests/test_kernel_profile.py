@@ -1,0 +1,29 @@
+"""`kernel_profile` (dimsum_core.gpu_benchmark; `benchmarks/small_models.py --profile`): per-call kernel
+counts and times from torch.profiler. On the CPU the "kernels" are aten ops, which exercises the same
+grouping and per-call arithmetic as the GPU's kernels."""
+
+from __future__ import annotations
+
+import torch
+
+from dimsum_core.gpu_benchmark import kernel_profile
+
+
+def test_profile_counts_each_calls_kernels_and_ranks_them_by_time():
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
+
+    def step() -> None:
+        for _ in range(3):
+            torch.mm(a, b)
+        torch.add(a, b)
+
+    prof = kernel_profile(step, torch.device("cpu"), steps=4, top=50)
+    by_name = {k["name"]: k for k in prof["top"]}
+    assert by_name["aten::mm"]["calls"] == 3 and by_name["aten::add"]["calls"] == 1
+    assert prof["kernels_per_call"] >= 4
+    times = [k["us"] for k in prof["top"]]
+    assert times == sorted(times, reverse=True) and all(t > 0 for t in times)
+    # every op with time made the list, so the shares add up to the whole
+    assert abs(sum(k["share"] for k in prof["top"]) - 1) < 1e-6
+    assert abs(sum(times) - prof["device_us_per_call"]) < 1e-6 * prof["device_us_per_call"]
+    assert by_name["aten::mm"]["us"] > by_name["aten::add"]["us"]  # 3 matmuls outweigh one add
