@@ -15,8 +15,9 @@ channel in each thread (BD = 32 x warps) and T consecutive steps in that thread'
   N·d·n·(L/T - 1): 63 MB a call at dimsum-L/2's 256-px shape), so the backward does not recompute them.
 
 Only the channel sums of dB and dC cross lanes. Measured on an H200 (docs/benchmarks.md): the backward
-1.9x and the forward 1.1x faster than the Triton kernels at dimsum-L/2's 256-px shape; the forward is
-slower (0.65x) where batch x channels is small (512 px, batch 16), since a thread walks all of L.
+2.4x and the forward 1.2x faster than the Triton kernels at dimsum-L/2's 256-px shape; the forward is
+slower (0.65x) where batch x channels is small (512 px, batch 16), since a thread walks all of L. So
+training runs these as a pair and inference the Triton forward (``triton_ops.gluon_pair``).
 """
 
 from __future__ import annotations
@@ -24,20 +25,14 @@ from __future__ import annotations
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 
-from dimsum_core.ops.triton_kernels import _affine  # the scans' combine: plain arithmetic, either dialect
-
-LOG2E = gl.constexpr(1.4426950408889634)
+# elementwise helpers and the per-chunk state scan are the Triton kernels' own: called from Gluon they
+# compile to the same code (checked in the PTX), the layouts coming from the Gluon tiles they are given
+from dimsum_core.ops.triton_kernels import LOG2E, _affine, _batch_element, _softplus, _state_scan
 
 
 @gluon.jit
 def _sigmoid(x):
     return 1.0 / (1.0 + gl.exp(-x))
-
-
-@gluon.jit
-def _softplus(x):
-    # torch's threshold: above 20, softplus(x) == x in float32
-    return gl.where(x > 20.0, x, gl.log(1.0 + gl.exp(gl.minimum(x, 20.0))))
 
 
 @gluon.jit
@@ -95,15 +90,6 @@ def _delta(delta_ptr, s_d, s_t, cols, t, mask, bias):
 
 
 @gluon.jit
-def _states(delta, du, A_s, B_s, h0):
-    """States (BD, T) of one state index over a chunk, from the entering state h0 (BD,); and the input b."""
-    a = gl.exp2(delta * (A_s * LOG2E)[:, None])
-    b = du * B_s[None, :]
-    a_cum, b_cum = gl.associative_scan((a, b), 1, _affine)
-    return a_cum * h0[:, None] + b_cum, b
-
-
-@gluon.jit
 def _last(x, steps, i):
     """Step i of a (BD, T) tile (inside each thread: a select and a sum over its own registers)."""
     return gl.sum(gl.where(steps[None, :] == i, x, 0.0), axis=1)
@@ -132,11 +118,8 @@ def scan_fwd_kernel(
     mask_d = cols < d
     Dv = gl.load(D_ptr + cols, mask=mask_d, other=0.0)
     bias = gl.load(bias_ptr + cols, mask=mask_d, other=0.0)
-    u_ptr += b * su_b
-    delta_ptr += b * sdl_b
-    z_ptr += b * sz_b
-    B_ptr += b * sB_b
-    C_ptr += b * sC_b
+    u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr = _batch_element(b, u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr,
+                                                           su_b, sdl_b, sz_b, sB_b, sC_b)
     out_ptr += b * so_b
     states_ptr += (b * gl.num_programs(0) + pid_d) * (gl.cdiv(L, T) - 1) * n * BD
     for t0 in range(0, L, T):
@@ -152,7 +135,7 @@ def scan_fwd_kernel(
             B_s = _row(B_ptr + s * sB_n, t, sB_t, L, EVEN)
             C_s = _row(C_ptr + s * sC_n, t, sC_t, L, EVEN)
             h0 = gl.load(states_ptr + ((c - 1) * n + s) * BD + lane, mask=mask_d & (c > 0), other=0.0)
-            h, _ = _states(delta, du, A_s, B_s, h0)
+            h, _ = _state_scan(delta, du, A_s, B_s, h0)
             y += h * C_s[None, :]
             if t0 + T < L:
                 gl.store(states_ptr + (c * n + s) * BD + lane, _last(h, steps, T - 1))
@@ -191,11 +174,8 @@ def scan_bwd_kernel(
     mask_d = cols < d
     Dv = gl.load(D_ptr + cols, mask=mask_d, other=0.0)
     bias = gl.load(bias_ptr + cols, mask=mask_d, other=0.0)
-    u_ptr += b * su_b
-    delta_ptr += b * sdl_b
-    z_ptr += b * sz_b
-    B_ptr += b * sB_b
-    C_ptr += b * sC_b
+    u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr = _batch_element(b, u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr,
+                                                           su_b, sdl_b, sz_b, sB_b, sC_b)
     dout_ptr += b * sg_b
     du_ptr += b * d * L
     ddelta_ptr += b * d * L
@@ -227,7 +207,7 @@ def scan_bwd_kernel(
             B_s = _row(B_ptr + s * sB_n, t, sB_t, L, EVEN)
             C_s = _row(C_ptr + s * sC_n, t, sC_t, L, EVEN)
             h0 = gl.load(states_ptr + ((c - 1) * n + s) * BD + lane, mask=mask_d & (c > 0), other=0.0)
-            h, b_in = _states(delta, du, A_s, B_s, h0)
+            h, b_in = _state_scan(delta, du, A_s, B_s, h0)
             y += h * C_s[None, :]
             # adjoint q_t = C_t gy_t + a_{t+1} q_{t+1}: a forward scan between two in-register flips
             a_next = gl.exp2(delta_next * (A_s * LOG2E)[:, None])

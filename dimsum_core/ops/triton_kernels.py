@@ -43,6 +43,12 @@ def _affine(a1, b1, a2, b2):
 
 
 @triton.jit
+def _batch_element(b, u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr, su_b, sdl_b, sz_b, sB_b, sC_b):
+    """The scan inputs' pointers moved to batch element b."""
+    return u_ptr + b * su_b, delta_ptr + b * sdl_b, z_ptr + b * sz_b, B_ptr + b * sB_b, C_ptr + b * sC_b
+
+
+@triton.jit
 def _softplus(x):
     # torch's threshold: above 20, softplus(x) == x in float32
     return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
@@ -137,11 +143,8 @@ def scan_fwd_kernel(
     mask_d = cols < d
     Dv = tl.load(D_ptr + cols, mask=mask_d, other=0.0)
     bias = tl.load(bias_ptr + cols, mask=mask_d, other=0.0)
-    u_ptr += b * su_b
-    delta_ptr += b * sdl_b
-    z_ptr += b * sz_b
-    B_ptr += b * sB_b
-    C_ptr += b * sC_b
+    u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr = _batch_element(b, u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr,
+                                                           su_b, sdl_b, sz_b, sB_b, sC_b)
     out_ptr += b * d * L
     H = tl.zeros((BD, NP), tl.float32)  # state entering the chunk, for sequences longer than T
     for t0 in range(0, L, T):
@@ -183,11 +186,8 @@ def scan_bwd_kernel(
     states = tl.arange(0, NP)
     steps = tl.arange(0, T)
     n_chunks = tl.cdiv(L, T)
-    u_ptr += b * su_b
-    delta_ptr += b * sdl_b
-    z_ptr += b * sz_b
-    B_ptr += b * sB_b
-    C_ptr += b * sC_b
+    u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr = _batch_element(b, u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr,
+                                                           su_b, sdl_b, sz_b, sB_b, sC_b)
     dout_ptr += b * sg_b
     du_ptr += b * d * L
     ddelta_ptr += b * d * L
