@@ -25,9 +25,17 @@ from __future__ import annotations
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 
-# elementwise helpers and the per-chunk state scan are the Triton kernels' own: called from Gluon they
+# the tile loads, elementwise helpers and the per-chunk state scan are the Triton kernels' own: called from Gluon they
 # compile to the same code (checked in the PTX), the layouts coming from the Gluon tiles they are given
-from dimsum_core.ops.triton_kernels import LOG2E, _affine, _batch_element, _softplus, _state_scan
+from dimsum_core.ops.triton_kernels import (
+    LOG2E,
+    _affine,
+    _batch_element,
+    _load_delta,
+    _load_tile,
+    _raw_delta,
+    _state_scan,
+)
 
 
 @gluon.jit
@@ -79,17 +87,6 @@ def _row(ptr, t, s_t, L, EVEN: gl.constexpr):
 
 
 @gluon.jit
-def _tile(ptr, s_d, s_t, cols, t, mask):
-    return gl.load(ptr + cols[:, None] * s_d + t[None, :] * s_t, mask=mask, other=0.0).to(gl.float32)
-
-
-@gluon.jit
-def _delta(delta_ptr, s_d, s_t, cols, t, mask, bias):
-    """softplus(delta + bias), 0 where masked (masked steps neither decay nor add)."""
-    return gl.where(mask, _softplus(_tile(delta_ptr, s_d, s_t, cols, t, mask) + bias[:, None]), 0.0)
-
-
-@gluon.jit
 def _last(x, steps, i):
     """Step i of a (BD, T) tile (inside each thread: a select and a sum over its own registers)."""
     return gl.sum(gl.where(steps[None, :] == i, x, 0.0), axis=1)
@@ -126,8 +123,8 @@ def scan_fwd_kernel(
         c = t0 // T
         t = t0 + steps
         mask = _mask(mask_d, t, L, EVEN)
-        u = _tile(u_ptr, su_d, su_t, cols, t, mask)
-        delta = _delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
+        u = _load_tile(u_ptr, su_d, su_t, cols, t, mask)
+        delta = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
         du = delta * u
         y = Dv[:, None] * u
         for s in range(0, n):
@@ -139,7 +136,7 @@ def scan_fwd_kernel(
             y += h * C_s[None, :]
             if t0 + T < L:
                 gl.store(states_ptr + (c * n + s) * BD + lane, _last(h, steps, T - 1))
-        z = _tile(z_ptr, sz_d, sz_t, cols, t, mask)
+        z = _load_tile(z_ptr, sz_d, sz_t, cols, t, mask)
         out = y * z * _sigmoid(z)
         gl.store(out_ptr + cols[:, None] * so_d + t[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -194,11 +191,11 @@ def scan_bwd_kernel(
         t_sum = c * T + sum_steps
         mask = _mask(mask_d, t, L, EVEN)
         mask_next = mask_d[:, None] & (t + 1 < L)[None, :]
-        delta = _delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
-        delta_next = _delta(delta_ptr, sdl_d, sdl_t, cols, t + 1, mask_next, bias)
-        z = _tile(z_ptr, sz_d, sz_t, cols, t, mask)
-        gy = _tile(dout_ptr, sg_d, sg_t, cols, t, mask) * z * _sigmoid(z)  # dL/dy
-        du = delta * _tile(u_ptr, su_d, su_t, cols, t, mask)
+        delta = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
+        delta_next = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t + 1, mask_next, bias)
+        z = _load_tile(z_ptr, sz_d, sz_t, cols, t, mask)
+        gy = _load_tile(dout_ptr, sg_d, sg_t, cols, t, mask) * z * _sigmoid(z)  # dL/dy
+        du = delta * _load_tile(u_ptr, su_d, su_t, cols, t, mask)
         y = gl.zeros([BD, T], gl.float32, TILE)
         qB = gl.zeros([BD, T], gl.float32, TILE)  # sum_s q B
         wA = gl.zeros([BD, T], gl.float32, TILE)  # sum_s dL/d(delta·A) A
@@ -231,10 +228,10 @@ def scan_bwd_kernel(
                 gl.store(dB_ptr + s * L + t_sum, dB_s, mask=t_sum < L)
                 gl.store(dC_ptr + s * L + t_sum, dC_s, mask=t_sum < L)
         # what the state loop does not use is loaded again (cache hits), not held in registers
-        u = _tile(u_ptr, su_d, su_t, cols, t, mask)
-        z = _tile(z_ptr, sz_d, sz_t, cols, t, mask)
-        delta_raw = _tile(delta_ptr, sdl_d, sdl_t, cols, t, mask) + bias[:, None]
-        dout = _tile(dout_ptr, sg_d, sg_t, cols, t, mask)
+        u = _load_tile(u_ptr, su_d, su_t, cols, t, mask)
+        z = _load_tile(z_ptr, sz_d, sz_t, cols, t, mask)
+        delta_raw = _raw_delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
+        dout = _load_tile(dout_ptr, sg_d, sg_t, cols, t, mask)
         sig_z = _sigmoid(z)
         y += Dv[:, None] * u
         g_u = delta * qB + Dv[:, None] * gy
