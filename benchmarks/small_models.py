@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="also profile each non-graphed mode's step: kernels, device time, the N slowest kernels")
-    p.add_argument("--out", default="benchmarks/results/small_models.json")
+    p.add_argument("--out", default="runs/bench/small_models.json", help="JSON result file")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         sys.exit("benchmarks/small_models.py needs a CUDA GPU (this machine has none)")

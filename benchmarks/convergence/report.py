@@ -55,6 +55,11 @@ def _runs_of(results: dict[str, Any], arm: str) -> list[dict[str, Any]]:
     return [r for r in results["runs"].values() if r["arm"] == arm and r.get("complete")]
 
 
+def _speed(results: dict[str, Any], arm: str) -> float:
+    """The arm's training throughput, img/s: mean over its complete runs of images / training seconds."""
+    return float(np.mean([r["curve"][-1]["images"] / r["curve"][-1]["train_seconds"] for r in _runs_of(results, arm)]))
+
+
 def final_estimate(results: dict[str, Any], arm: str, metric: str) -> Estimate:
     values = [r["curve"][-1][metric] for r in _runs_of(results, arm)]
     return _estimate(values)
@@ -342,8 +347,7 @@ def _scan_order_section(results: dict[str, Any]) -> list[str]:
     missing = [(arm, seed) for order in orders for arm in scan_order_arms(order) for seed in s["seeds"]
                if not any(r["seed"] == seed for r in _runs_of(results, arm))]
     if missing:
-        speeds = {a: np.mean([r["curve"][-1]["images"] / r["curve"][-1]["train_seconds"] for r in _runs_of(results, a)])
-                  for a in ("dimsum", "no-wavelet") if _runs_of(results, a)}
+        speeds = {a: _speed(results, a) for a in ("dimsum", "no-wavelet") if _runs_of(results, a)}
         like = ["no-wavelet" if arm.endswith("no-wavelet") else "dimsum" for arm, _ in missing]  # the same model's speed
         minutes = [s["images"] / speeds[a] / 60 for a in like if a in speeds]
         cost = (f"about {sum(minutes):.0f} device-minutes at the `dimsum` and `no-wavelet` arms' measured speeds"
@@ -407,7 +411,7 @@ def render(results: dict[str, Any], doc: Path) -> None:
     for arm in arms:
         runs = _runs_of(results, arm)
         r0 = runs[0]
-        speed = np.mean([r["curve"][-1]["images"] / r["curve"][-1]["train_seconds"] for r in runs])
+        speed = _speed(results, arm)
         cells = [final_estimate(results, arm, m) for m in METRICS]
         add(f"| `{arm}` | {ARMS[arm]} | {r0['params'] / 1e6:.1f}M | {r0['gmacs']:.2f} | {speed:,.0f} | "
             f"{len(runs)} | {cells[0].text()} | {cells[1].text()} | "
