@@ -207,8 +207,11 @@ def test_two_arm_study_end_to_end(tmp_path, capsys, monkeypatch):
         assert 0.0 <= point["accuracy"] <= 1.0 and point["fd"] > 0 and point["val_loss"] > 0
         assert len(point["val_loss_t"]) == 3 and point["train_seconds"] > 0
         assert (out / run["grid"]).is_file()
+        assert run["device"].startswith("CPU") and run["torch"] == torch.__version__ and run["date"][:2] == "20"
     assert 0.0 <= results["classifier"]["val_accuracy"] <= 1.0 and results["data_floor"]["samples"] == 30
     text = doc.read_text()
+    day = results["runs"]["dit/0"]["date"][:10]
+    assert f"- Runs: `dimsum` seed 0, `dit` seed 0 on {results['settings']['device']}, torch {torch.__version__}, {day}." in text
     assert "Tiny CPU smoke run" in text and "| `dimsum` |" in text and "| `dit` |" in text
     assert "DiMSUM converges faster than DiT" in text and "not run" in text  # the other claims
     assert (doc.parent / "study" / "convergence.png").is_file() and (doc.parent / "study" / "grids" / "dit.png").is_file()
@@ -413,3 +416,17 @@ def test_scan_order_sensitivity_compares_the_spread_with_and_without_the_wavelet
     # the six arms of the other three orders, three seeds each, at 100 img/s: 18 x 600 s
     assert "Not run yet: 18 (arm, seed) runs of 60,000 images" in text and "about 180 device-minutes" in text
     assert "scan-zigzag8-no-wavelet" in text
+
+
+def test_the_committed_study_results_are_not_ignored_by_git():
+    """A study is built up over device allotments from its committed files: an ignore rule that catches them
+    (a repo-wide ``runs/`` once did) leaves the next allotment and ``--render-only`` without them."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    kept = ["results.json", "runs/dit-seed0.json", "classifier/classifier.json", "grids/dit-seed0-000001000.png"]
+    dropped = ["data/train.npz", "val_images.npz", "runs/dit-seed0.pt", "runs/dit-seed0.claim"]
+    paths = [f"benchmarks/results/study18/{p}" for p in kept + dropped]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=root, capture_output=True,
+                             text=True).stdout.split()
+    assert ignored == [f"benchmarks/results/study18/{p}" for p in dropped]

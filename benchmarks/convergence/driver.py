@@ -164,6 +164,10 @@ def _device_name(device: torch.device) -> str:
     return f"CPU ({os.cpu_count()} cores)"
 
 
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 #: settings that may differ between the invocations of one study (they do not change its numbers)
 _PER_INVOCATION = ("seeds", "arms", "command", "commands", "jobs", "date", "title", "doc")
 
@@ -218,7 +222,7 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         "eval": eval_settings.__dict__, "nfe_sweep": NFE_SWEEP if args.nfe_sweep else [],
         "classifier": classifier_cfg.__dict__, "overrides": list(args.overrides),
         "device": _device_name(device), "torch": torch.__version__,
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": _now(),
         "smoke": bool(args.smoke or device.type == "cpu"),
         "command": "python benchmarks/study.py " + shlex.join(argv), "out": str(out), "doc": str(args.doc),
         "jobs": args.jobs,
@@ -306,7 +310,9 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             state = _run_path(out, key).with_suffix(".pt")
             run = train_arm(arm, seed, args.images, args.eval_every, train, evaluator, device, on_eval,
                             settings["nfe_sweep"], state)
-            results["runs"][key].update(nfe_sweep=run.nfe_sweep, complete=True)
+            # which machine ran it and when: one study is built up over several device allotments
+            results["runs"][key].update(nfe_sweep=run.nfe_sweep, complete=True, device=settings["device"],
+                                        torch=settings["torch"], date=_now())
             for row in run.nfe_sweep:
                 say(f"{key:<30} {sampler_label(row['sampler']):>18}  NFE {row['nfe']:6.1f}  FD {row['fd']:8.3f}  "
                     f"acc {row['accuracy']:6.1%}")

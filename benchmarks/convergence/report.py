@@ -374,8 +374,22 @@ def _settings_lines(s: dict[str, Any]) -> list[str]:
         f"{ev['seed']}).",
         f"- Validation loss: the first {ev['val_loss_images']:,} validation images, fixed noise, t on the "
         f"{ev['t_grid']}-point midpoint grid (t = 0 noise, t = 1 data).",
-        f"- Device: {s['device']}; torch {s['torch']}; {s['date']}.",
     ]
+
+
+def _provenance_line(results: dict[str, Any]) -> str:
+    """Which device, torch and day ran which runs (runs from before runs recorded it count as the study's start)."""
+    s = results["settings"]
+    groups: dict[tuple[str, str, str], dict[str, list[int]]] = {}
+    for run in results["runs"].values():
+        if run.get("complete"):
+            where = (run.get("device", s["device"]), run.get("torch", s["torch"]), run.get("date", s["date"])[:10])
+            groups.setdefault(where, {}).setdefault(run["arm"], []).append(run["seed"])
+    said = "; ".join(
+        ", ".join(f"`{arm}` seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, sorted(seeds)))}"
+                  for arm, seeds in sorted(arms.items())) + f" on {device}, torch {torch_version}, {day}"
+        for (device, torch_version, day), arms in sorted(groups.items(), key=lambda g: g[0][2]))
+    return f"- Runs: {said or 'none yet'}. The study started {s['date']}."
 
 
 def render(results: dict[str, Any], doc: Path) -> None:
@@ -396,6 +410,7 @@ def render(results: dict[str, Any], doc: Path) -> None:
         f"every number below comes from that file.\n")
     add("## Setting\n")
     out.extend(_settings_lines(s))
+    add(_provenance_line(results))
     clf = results["classifier"]
     floor = results["data_floor"]
     add(f"- Classifier (`recipes/study/classifier.yaml`, {clf['params'] / 1e3:.0f}k parameters, trained on the "
