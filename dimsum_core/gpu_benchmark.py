@@ -79,7 +79,9 @@ def summarize_kernels(averages: Any, steps: int, top: int, cuda: bool) -> dict[s
 
     kind, time_of = ((DeviceType.CUDA, lambda e: e.self_device_time_total) if cuda else
                      (DeviceType.CPU, lambda e: e.self_cpu_time_total))
-    events = sorted((e for e in averages if e.device_type == kind and time_of(e) > 0), key=time_of, reverse=True)
+    # a user annotation (the optimizer's "Optimizer.step#AdamW.step" range) spans kernels listed on their own
+    events = sorted((e for e in averages if e.device_type == kind and time_of(e) > 0
+                     and not getattr(e, "is_user_annotation", False)), key=time_of, reverse=True)
     total = sum(time_of(e) for e in events) / steps
     return {"kernels_per_call": sum(e.count for e in events) / steps, "device_us_per_call": total,
             "top": [{"name": e.key, "calls": e.count / steps, "us": time_of(e) / steps,

@@ -27,3 +27,23 @@ def test_profile_counts_each_calls_kernels_and_ranks_them_by_time():
     assert abs(sum(k["share"] for k in prof["top"]) - 1) < 1e-6
     assert abs(sum(times) - prof["device_us_per_call"]) < 1e-6 * prof["device_us_per_call"]
     assert by_name["aten::mm"]["us"] > by_name["aten::add"]["us"]  # 3 matmuls outweigh one add
+
+
+def test_user_annotations_are_not_counted_as_kernels():
+    """On the GPU the optimizer's profiler range shows up as a device event spanning its kernels; counting it
+    would count those kernels twice."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    from dimsum_core.gpu_benchmark import summarize_kernels
+
+    def event(key: str, us: float, annotation: bool) -> SimpleNamespace:
+        return SimpleNamespace(key=key, count=2, device_type=DeviceType.CUDA, self_device_time_total=us,
+                               is_user_annotation=annotation)
+
+    averages = [event("Optimizer.step#AdamW.step", 300.0, True), event("adam_kernel", 200.0, False),
+                event("gemm", 600.0, False)]
+    prof = summarize_kernels(averages, steps=2, top=10, cuda=True)
+    assert [k["name"] for k in prof["top"]] == ["gemm", "adam_kernel"]
+    assert prof["device_us_per_call"] == 400.0 and prof["kernels_per_call"] == 2.0
