@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> None:
               f"{prof['device_us_per_call'] / 1e3:.2f} ms of device time in a {r['step_ms']:.2f} ms step")
         for k in prof["top"]:
             print(f"  {k['us']:9.1f} us {k['share']:6.1%} {k['calls']:6.0f}x  {k['name'][:100]}")
+        print("  copies by source:")
+        for k in prof["copies"]:
+            print(f"  {k['us']:9.1f} us {k['calls']:6.0f}x  {k['source'][:100]}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
                                           "overrides": args.overrides, "rows": rows}, indent=1))

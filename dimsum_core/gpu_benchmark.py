@@ -64,12 +64,38 @@ def kernel_profile(fn: Callable[[], Any], device: torch.device, steps: int = 3, 
     fn()
     if cuda:
         torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else []),
+                 with_stack=True) as prof:
         for _ in range(steps):
             fn()
         if cuda:
             torch.cuda.synchronize()
-    return summarize_kernels(prof.key_averages(), steps, top, cuda)
+    return {**summarize_kernels(prof.key_averages(), steps, top, cuda),
+            "copies": copy_sources(prof.events(), steps, top, cuda)}
+
+
+def copy_sources(events: Any, steps: int, top: int, cuda: bool) -> list[dict[str, Any]]:
+    """Per call, the copies (``aten::copy_``: casts, ``.contiguous()``, strided reshapes) grouped by where
+    they come from: the innermost dimsum function that asked for one (its ``def`` line), or in the
+    backward the autograd node (the engine does not record its forward line); the ``top`` by time."""
+    time_of = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)
+    groups: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+    for event in events:
+        if event.name != "aten::copy_":
+            continue
+        source, parent = "(outside dimsum)", event.cpu_parent
+        while parent is not None and "gpu_benchmark.py" not in parent.name:  # up to the profiled call
+            if "dimsum_core" in parent.name and ".py(" in parent.name:
+                source = parent.name[parent.name.index("dimsum_core"):]
+                break
+            if parent.name.startswith("autograd::engine::evaluate_function: "):
+                source = "backward of " + parent.name.split(": ", 1)[1]
+                break
+            parent = parent.cpu_parent
+        groups[source][0] += 1
+        groups[source][1] += time_of(event)
+    ranked = sorted(groups.items(), key=lambda kv: kv[1][1], reverse=True)[:top]
+    return [{"source": src, "calls": n / steps, "us": us / steps} for src, (n, us) in ranked]
 
 
 def summarize_kernels(averages: Any, steps: int, top: int, cuda: bool) -> dict[str, Any]:
@@ -81,7 +107,9 @@ def summarize_kernels(averages: Any, steps: int, top: int, cuda: bool) -> dict[s
                      (DeviceType.CPU, lambda e: e.self_cpu_time_total))
     # a user annotation (the optimizer's "Optimizer.step#AdamW.step" range) spans kernels listed on their own
     events = sorted((e for e in averages if e.device_type == kind and time_of(e) > 0
-                     and not getattr(e, "is_user_annotation", False)), key=time_of, reverse=True)
+                     and not getattr(e, "is_user_annotation", False)
+                     and (cuda or e.key.startswith("aten::"))),  # not the Python frames with_stack records
+                    key=time_of, reverse=True)
     total = sum(time_of(e) for e in events) / steps
     return {"kernels_per_call": sum(e.count for e in events) / steps, "device_us_per_call": total,
             "top": [{"name": e.key, "calls": e.count / steps, "us": time_of(e) / steps,

@@ -47,3 +47,21 @@ def test_user_annotations_are_not_counted_as_kernels():
     prof = summarize_kernels(averages, steps=2, top=10, cuda=True)
     assert [k["name"] for k in prof["top"]] == ["gemm", "adam_kernel"]
     assert prof["device_us_per_call"] == 400.0 and prof["kernels_per_call"] == 2.0
+
+
+def test_copies_are_attributed_to_the_function_that_asked_for_them_or_to_the_backward_node():
+    from dimsum_core.nn.layers import unpatchify
+
+    x = torch.randn(64, 48, requires_grad=True)
+
+    def step() -> None:
+        # a cast from this file (outside dimsum), and its backward casting the gradient back (as autocast's)
+        x.double().sum().backward()
+
+    sources = {k["source"]: k["calls"] for k in kernel_profile(step, torch.device("cpu"), steps=2, top=10)["copies"]}
+    assert sources == {"(outside dimsum)": 1, "backward of ToCopyBackward0": 1}
+    # inside dimsum_core a copy is named by its function (file and def line): unpatchify's strided reshape
+    tokens = torch.randn(2, 16, 2 * 2 * 3)
+    prof = kernel_profile(lambda: unpatchify(tokens, 2, 3), torch.device("cpu"), steps=3, top=10)
+    assert [(k["source"], k["calls"]) for k in prof["copies"]] == [("dimsum_core/nn/layers.py(129): unpatchify", 1)]
+    assert prof["copies"][0]["us"] > 0
