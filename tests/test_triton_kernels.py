@@ -105,8 +105,13 @@ def test_kernels_in_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
     # L = 19: chunks of 8, 8 and 3; d = 20: blocks of 16 and 4; n = 3 (padded to 4); strided inputs
     assert_matches_reference(scan_inputs(2, 19, 20, 3, torch.float32, "cpu", seed=0, channels_last=True), tol=1e-5)
     g = torch.Generator().manual_seed(1)
-    assert_conv_matches_reference(torch.randn(2, 37, 20, generator=g).transpose(1, 2),
-                                  torch.randn(20, 1, 4, generator=g), torch.randn(20, generator=g), tol=1e-5)
+    conv_inputs = (torch.randn(2, 37, 20, generator=g).transpose(1, 2), torch.randn(20, 1, 4, generator=g),
+                   torch.randn(20, generator=g))
+    assert_conv_matches_reference(*conv_inputs, tol=1e-5)
+    # time tiles of 16 steps (37 = 16 + 16 + 5) and channel blocks of 8: the backward's second pass reads
+    # the pre-activation gradient of the next tile's first steps
+    monkeypatch.setattr(triton_ops, "CONV", (16, 8, 4))
+    assert_conv_matches_reference(*conv_inputs, tol=1e-5)
 
 
 @pytest.mark.gpu

@@ -293,39 +293,52 @@ def conv_fwd_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, L, d, sx_b, sx_d, sx_t,
 
 
 @triton.jit
-def conv_bwd_kernel(x_ptr, w_ptr, bias_ptr, dout_ptr, dx_ptr, dw_ptr, dbias_ptr, L, d,
-                    sx_b, sx_d, sx_t, sg_b, sg_d, sg_t,
-                    K: tl.constexpr, BC: tl.constexpr, BT: tl.constexpr):
-    """dx (N, d, L) contiguous; dw (N·tiles, d, K) and dbias (N·tiles, d) float32 partials per time tile.
-    The pre-activation gradient at the K shifted positions a dx step needs is recomputed, not stored."""
+def conv_bwd_dp_kernel(x_ptr, w_ptr, bias_ptr, dout_ptr, dp_ptr, dw_ptr, dbias_ptr, L, d,
+                       sx_b, sx_d, sx_t, sg_b, sg_d, sg_t,
+                       K: tl.constexpr, BC: tl.constexpr, BT: tl.constexpr):
+    """The conv's backward, first pass: dp = dout · silu'(pre), the gradient at the pre-activation, (N, d,
+    L) float32, and dw (N·tiles, d, K), dbias (N·tiles, d) float32 partials per time tile. The second pass
+    (conv_bwd_dx_kernel) reads dp at K shifted steps; a tile cannot shift its registers along time, so
+    dp goes through memory once instead of being recomputed at each of the K shifts."""
     pid_t, pid_c, b = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     t = pid_t * BT + tl.arange(0, BT)
     cols = pid_c * BC + tl.arange(0, BC)
     mask_c = cols < d
-    bias = tl.load(bias_ptr + cols, mask=mask_c, other=0.0)
     x_ptr += b * sx_b
-    dout_ptr += b * sg_b
+    pre = tl.zeros((BC, BT), tl.float32) + tl.load(bias_ptr + cols, mask=mask_c, other=0.0)[:, None]
+    for k in tl.static_range(K):  # as the forward sums: bias, then the taps in order
+        ts = t - (K - 1) + k
+        m = mask_c[:, None] & ((ts >= 0) & (ts < L))[None, :]
+        x = tl.load(x_ptr + cols[:, None] * sx_d + ts[None, :] * sx_t, mask=m, other=0.0).to(tl.float32)
+        pre += x * tl.load(w_ptr + cols * K + k, mask=mask_c, other=0.0)[:, None]
+    m = mask_c[:, None] & (t < L)[None, :]
+    g = tl.load(dout_ptr + b * sg_b + cols[:, None] * sg_d + t[None, :] * sg_t, mask=m, other=0.0).to(tl.float32)
+    sig = tl.sigmoid(pre)
+    dp = tl.where(m, g * sig * (1.0 + pre * (1.0 - sig)), 0.0)
+    tl.store(dp_ptr + b * d * L + cols[:, None] * L + t[None, :], dp, mask=m)
+    tile = b * tl.num_programs(0) + pid_t
+    tl.store(dbias_ptr + tile * d + cols, tl.sum(dp, axis=1), mask=mask_c)
+    for k in tl.static_range(K):
+        ts = t - (K - 1) + k
+        m = mask_c[:, None] & ((ts >= 0) & (ts < L))[None, :]
+        x = tl.load(x_ptr + cols[:, None] * sx_d + ts[None, :] * sx_t, mask=m, other=0.0).to(tl.float32)
+        tl.store(dw_ptr + tile * d * K + cols * K + k, tl.sum(dp * x, axis=1), mask=mask_c)
+
+
+@triton.jit
+def conv_bwd_dx_kernel(dp_ptr, w_ptr, dx_ptr, L, d, K: tl.constexpr, BC: tl.constexpr, BT: tl.constexpr):
+    """The second pass: dx_t = sum_j dp_{t+j} w[K-1-j] (dp at step t + j reaches x_t through tap K-1-j);
+    dx (N, d, L) contiguous."""
+    pid_t, pid_c, b = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+    t = pid_t * BT + tl.arange(0, BT)
+    cols = pid_c * BC + tl.arange(0, BC)
+    mask_c = cols < d
+    dp_ptr += b * d * L
     dx = tl.zeros((BC, BT), tl.float32)
-    for j in tl.static_range(K):  # dp at step t + j, which reaches x_t through tap K-1-j
+    for j in tl.static_range(K):
         tj = t + j
-        pre = tl.zeros((BC, BT), tl.float32) + bias[:, None]
-        for k in tl.static_range(K):
-            ts = tj - (K - 1) + k
-            m = mask_c[:, None] & ((ts >= 0) & (ts < L))[None, :]
-            x = tl.load(x_ptr + cols[:, None] * sx_d + ts[None, :] * sx_t, mask=m, other=0.0).to(tl.float32)
-            pre += x * tl.load(w_ptr + cols * K + k, mask=mask_c, other=0.0)[:, None]
         m = mask_c[:, None] & (tj < L)[None, :]
-        g = tl.load(dout_ptr + cols[:, None] * sg_d + tj[None, :] * sg_t, mask=m, other=0.0).to(tl.float32)
-        sig = tl.sigmoid(pre)
-        dp = tl.where(m, g * sig * (1.0 + pre * (1.0 - sig)), 0.0)
+        dp = tl.load(dp_ptr + cols[:, None] * L + tj[None, :], mask=m, other=0.0)
         dx += dp * tl.load(w_ptr + cols * K + (K - 1 - j), mask=mask_c, other=0.0)[:, None]
-        if j == 0:  # this tile's own steps: weight and bias gradients
-            tile = b * tl.num_programs(0) + pid_t
-            tl.store(dbias_ptr + tile * d + cols, tl.sum(dp, axis=1), mask=mask_c)
-            for k in tl.static_range(K):
-                ts = t - (K - 1) + k
-                m = mask_c[:, None] & ((ts >= 0) & (ts < L))[None, :]
-                x = tl.load(x_ptr + cols[:, None] * sx_d + ts[None, :] * sx_t, mask=m, other=0.0).to(tl.float32)
-                tl.store(dw_ptr + tile * d * K + cols * K + k, tl.sum(dp * x, axis=1), mask=mask_c)
     m = mask_c[:, None] & (t < L)[None, :]
     tl.store(dx_ptr + b * d * L + cols[:, None] * L + t[None, :], dx.to(dx_ptr.dtype.element_ty), mask=m)
