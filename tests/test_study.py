@@ -337,8 +337,14 @@ def test_the_nfe_sweep_samples_the_final_weights_and_the_page_answers_question_2
     assert "## Sampling: NFE and quality against NFE (question 2)" in text
     assert "| DiMSUM needs fewer dopri5 NFE than DiT | `dit` |" in text
     assert "| euler 4 |" in text and "| dopri5 rtol 0.001 |" in text and (tmp_path / "study" / "nfe.png").is_file()
-    # a study without the sweep in the same folder is another study
-    assert driver.main(_study_args(out, doc)) == 2
+    # the sweep is per invocation: another arm added without it trains, and question 2 says it has no sweep
+    assert driver.main(_study_args(out, doc, "--arms", "mamba-sweep4")) == 0
+    results = driver.load_results(out)
+    assert results["runs"]["mamba-sweep4/0"]["complete"] and results["runs"]["mamba-sweep4/0"]["nfe_sweep"] == []
+    assert [r["sampler"] for r in results["runs"]["dit/0"]["nfe_sweep"]] == sweep  # kept
+    text = doc.read_text()
+    assert "| DiMSUM needs fewer dopri5 NFE than a Mamba-only model | `mamba-sweep4` | | no NFE sweep |" in text
+    assert "| DiMSUM needs fewer dopri5 NFE than DiT | `dit` |" in text and "| `mamba-sweep4` |" in text
 
 
 def test_nfe_saturation_is_where_fd_and_accuracy_stop_changing():

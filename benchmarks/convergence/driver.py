@@ -168,12 +168,14 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-#: settings that may differ between the invocations of one study (they do not change its numbers)
-_PER_INVOCATION = ("seeds", "arms", "command", "commands", "jobs", "date", "title", "doc")
+#: settings that may differ between the invocations of one study (they do not change its numbers); the NFE
+#: sweep only adds samples from a run's final weights, so the arms of question 3 can skip it (each run
+#: records its own sweep, or none)
+_PER_INVOCATION = ("seeds", "arms", "command", "commands", "jobs", "date", "title", "doc", "nfe_sweep")
 
 
 def _fingerprint(settings: dict[str, Any]) -> str:
-    keep = {k: v for k, v in settings.items() if k not in _PER_INVOCATION}
+    keep = {k: v for k, v in settings.items() if k not in (*_PER_INVOCATION, "fingerprint")}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -233,7 +235,7 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     if results_path.is_file():
         results = load_results(out)
         old = results["settings"]
-        if old["fingerprint"] != settings["fingerprint"]:
+        if _fingerprint(old) != settings["fingerprint"]:  # recomputed: what counts may change between versions
             differ = sorted(k for k in settings if k in old and old[k] != settings[k]
                             and k not in (*_PER_INVOCATION, "fingerprint"))
             raise DimsumError(f"{results_path} holds a study with other settings ({', '.join(differ) or 'settings'} "

@@ -281,7 +281,8 @@ def _nfe_section(results: dict[str, Any], doc: Path, assets: Path) -> list[str]:
     for claim, a, b in NFE_CLAIMS:
         ea, eb = est.get(a, {}).get(OFFICIAL), est.get(b, {}).get(OFFICIAL)
         if ea is None or eb is None:
-            out.append(f"| {claim} | `{b}` | | not run |")
+            said = "no NFE sweep" if all(_runs_of(results, x) for x in (a, b)) else "not run"
+            out.append(f"| {claim} | `{b}` | | {said} |")
             continue
         outcome = compare(ea["nfe"], eb["nfe"], True)
         out.append(f"| {claim} | `{b}` | {ea['nfe'].text(3)} vs {eb['nfe'].text(3)} | "
