@@ -1,7 +1,7 @@
 """Training throughput of the study's small models (issue 14: "small models that are not launch-bound").
 
     python benchmarks/small_models.py --out benchmarks/results/small_models_h200.json
-    python benchmarks/small_models.py --modes eager,graphed --profile 25   # and where each step's time goes
+    python benchmarks/small_models.py --modes eager,graphed --profile 25   # where each step's time goes, and its copies
     python benchmarks/small_models.py --arms dit,dimsum --set data.resolution=16 --set model.input_size=16 \\
         --set model.hidden_size=128 --set model.depth=4 --set dit:model.num_heads=4
 
@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--modes", default="eager,graphed", help=f"comma-separated, of {', '.join(MODES)}")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--profile", type=int, default=0, metavar="N",
-                   help="also profile each non-graphed mode's step: kernels, device time, the N slowest kernels")
+                   help="also profile each non-graphed mode's step: kernels, device time, the N slowest kernels "
+                        "and the N costliest sources of copies")
     p.add_argument("--out", default="runs/bench/small_models.json", help="JSON result file")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
