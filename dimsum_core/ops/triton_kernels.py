@@ -273,6 +273,20 @@ def scan_bwd_kernel(
 
 
 @triton.jit
+def _conv_pre(x_ptr, w_ptr, bias_ptr, cols, mask_c, t, L, sx_d, sx_t,
+              K: tl.constexpr, BC: tl.constexpr, BT: tl.constexpr):
+    """The pre-activation bias + sum_k w[:, k] x_{t-K+1+k} of a (BC, BT) tile, zeros before t = 0: the
+    forward's, and the backward's recomputation of it (same order of sums)."""
+    pre = tl.zeros((BC, BT), tl.float32) + tl.load(bias_ptr + cols, mask=mask_c, other=0.0)[:, None]
+    for k in tl.static_range(K):
+        ts = t - (K - 1) + k
+        m = mask_c[:, None] & ((ts >= 0) & (ts < L))[None, :]
+        x = tl.load(x_ptr + cols[:, None] * sx_d + ts[None, :] * sx_t, mask=m, other=0.0).to(tl.float32)
+        pre += x * tl.load(w_ptr + cols * K + k, mask=mask_c, other=0.0)[:, None]
+    return pre
+
+
+@triton.jit
 def conv_fwd_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, L, d, sx_b, sx_d, sx_t,
                     K: tl.constexpr, BC: tl.constexpr, BT: tl.constexpr):
     """out = silu(bias + sum_k w[:, k] x_{t-K+1+k}) on (N, d, L), zeros before t = 0; out contiguous."""
@@ -280,13 +294,7 @@ def conv_fwd_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, L, d, sx_b, sx_d, sx_t,
     t = pid_t * BT + tl.arange(0, BT)
     cols = pid_c * BC + tl.arange(0, BC)
     mask_c = cols < d
-    acc = tl.zeros((BC, BT), tl.float32) + tl.load(bias_ptr + cols, mask=mask_c, other=0.0)[:, None]
-    x_ptr += b * sx_b
-    for k in tl.static_range(K):
-        ts = t - (K - 1) + k
-        m = mask_c[:, None] & ((ts >= 0) & (ts < L))[None, :]
-        x = tl.load(x_ptr + cols[:, None] * sx_d + ts[None, :] * sx_t, mask=m, other=0.0).to(tl.float32)
-        acc += x * tl.load(w_ptr + cols * K + k, mask=mask_c, other=0.0)[:, None]
+    acc = _conv_pre(x_ptr + b * sx_b, w_ptr, bias_ptr, cols, mask_c, t, L, sx_d, sx_t, K, BC, BT)
     out = acc * tl.sigmoid(acc)
     m = mask_c[:, None] & (t < L)[None, :]
     tl.store(out_ptr + b * d * L + cols[:, None] * L + t[None, :], out.to(out_ptr.dtype.element_ty), mask=m)
@@ -305,12 +313,7 @@ def conv_bwd_dp_kernel(x_ptr, w_ptr, bias_ptr, dout_ptr, dp_ptr, dw_ptr, dbias_p
     cols = pid_c * BC + tl.arange(0, BC)
     mask_c = cols < d
     x_ptr += b * sx_b
-    pre = tl.zeros((BC, BT), tl.float32) + tl.load(bias_ptr + cols, mask=mask_c, other=0.0)[:, None]
-    for k in tl.static_range(K):  # as the forward sums: bias, then the taps in order
-        ts = t - (K - 1) + k
-        m = mask_c[:, None] & ((ts >= 0) & (ts < L))[None, :]
-        x = tl.load(x_ptr + cols[:, None] * sx_d + ts[None, :] * sx_t, mask=m, other=0.0).to(tl.float32)
-        pre += x * tl.load(w_ptr + cols * K + k, mask=mask_c, other=0.0)[:, None]
+    pre = _conv_pre(x_ptr, w_ptr, bias_ptr, cols, mask_c, t, L, sx_d, sx_t, K, BC, BT)
     m = mask_c[:, None] & (t < L)[None, :]
     g = tl.load(dout_ptr + b * sg_b + cols[:, None] * sg_d + t[None, :] * sg_t, mask=m, other=0.0).to(tl.float32)
     sig = tl.sigmoid(pre)
