@@ -503,6 +503,11 @@ def render(results: dict[str, Any], doc: Path) -> None:
     add("- The FD is measured in the feature space of a small classifier trained on the same data; it is "
         "not an Inception FID and is only comparable within this study. It is biased by the sample count "
         "(see the floor above). The accuracy metric cannot see texture or colour errors that keep the shape.")
+    if len(s.get("commands", [])) > 1:
+        add("- The runs came from several invocations of the commands below (devices and days under Runs "
+            "above): each run's training seconds, the img/s column and the equal-time comparisons are "
+            "measured on the code and machine of its own invocation, so a kernel sped up between invocations "
+            "favours the arms run after it; per-image numbers do not depend on it.")
     if s.get("jobs", 1) > 1:
         add(f"- Runs shared the device: up to {s['jobs']} trained at once in worker processes (`--jobs`). The "
             "img/s column and every training-seconds number include that contention and depend on which runs "
