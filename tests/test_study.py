@@ -437,3 +437,22 @@ def test_the_committed_study_results_are_not_ignored_by_git():
     ignored = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=root, capture_output=True,
                              text=True).stdout.split()
     assert ignored == [f"benchmarks/results/study18/{p}" for p in dropped]
+
+
+def test_an_fd_that_turns_up_while_accuracy_rises_is_pointed_out():
+    from convergence.report import fd_turns
+
+    def runs(arm: str, fds: list[list[float]], accs: list[float]) -> dict:
+        return {f"{arm}/{seed}": {"arm": arm, "seed": seed, "complete": True,
+                                  "curve": [{"images": 100 * (i + 1), "fd": fd, "accuracy": acc}
+                                            for i, (fd, acc) in enumerate(zip(curve, accs, strict=True))]}
+                for seed, curve in enumerate(fds)}
+
+    turning = runs("dimsum", [[9.0, 4.0, 6.0], [9.2, 4.2, 6.1], [8.8, 3.8, 5.9]], [0.5, 0.9, 0.99])
+    images, low, end = fd_turns({"runs": turning}, "dimsum")
+    assert images == 200 and low.mean == pytest.approx(4.0) and end.mean == pytest.approx(6.0)
+    # still falling at the end, a rise within the seed noise, or a rise with falling accuracy: nothing to say
+    assert fd_turns({"runs": runs("dit", [[9.0, 6.0, 5.0]] * 3, [0.5, 0.8, 0.9])}, "dit") is None
+    noisy = runs("a", [[9.0, 4.0, 4.3], [9.0, 4.6, 4.2], [9.0, 4.2, 4.7]], [0.5, 0.9, 0.99])  # 4.27 -> 4.40
+    assert fd_turns({"runs": noisy}, "a") is None
+    assert fd_turns({"runs": runs("b", [[9.0, 4.0, 6.0]] * 3, [0.5, 0.9, 0.7])}, "b") is None
