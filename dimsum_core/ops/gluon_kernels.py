@@ -31,6 +31,7 @@ from dimsum_core.ops.triton_kernels import (
     LOG2E,
     _affine,
     _batch_element,
+    _grad_element,
     _load_delta,
     _load_tile,
     _raw_delta,
@@ -173,14 +174,8 @@ def scan_bwd_kernel(
     bias = gl.load(bias_ptr + cols, mask=mask_d, other=0.0)
     u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr = _batch_element(b, u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr,
                                                            su_b, sdl_b, sz_b, sB_b, sC_b)
-    dout_ptr += b * sg_b
-    du_ptr += b * d * L
-    ddelta_ptr += b * d * L
-    dz_ptr += b * d * L
-    dA_ptr += b * d * n
-    part = (b * gl.num_programs(0) + blk) * n * L
-    dB_ptr += part
-    dC_ptr += part
+    dout_ptr, du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr = _grad_element(
+        b, b * gl.num_programs(0) + blk, d, L, n, dout_ptr, sg_b, du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr)
     states_ptr += (b * gl.num_programs(0) + blk) * (n_chunks - 1) * n * BD
     carry_ptr += (b * gl.num_programs(0) + blk) * n * BD
     dD_acc = gl.zeros([BD], gl.float32, COL)

@@ -49,6 +49,15 @@ def _batch_element(b, u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr, su_b, sdl_b, sz_b, 
 
 
 @triton.jit
+def _grad_element(b, program, d, L, n, dout_ptr, sg_b, du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr):
+    """A backward's pointers moved to batch element b: dout (any strides), du, ddelta, dz (N, d, L) and dA
+    (N, d, n) contiguous; dB and dC to this program's (N, programs, n, L) partial."""
+    part = program * n * L
+    return (dout_ptr + b * sg_b, du_ptr + b * d * L, ddelta_ptr + b * d * L, dz_ptr + b * d * L,
+            dA_ptr + b * d * n, dB_ptr + part, dC_ptr + part)
+
+
+@triton.jit
 def _softplus(x):
     # torch's threshold: above 20, softplus(x) == x in float32
     return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
@@ -188,14 +197,8 @@ def scan_bwd_kernel(
     n_chunks = tl.cdiv(L, T)
     u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr = _batch_element(b, u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr,
                                                            su_b, sdl_b, sz_b, sB_b, sC_b)
-    dout_ptr += b * sg_b
-    du_ptr += b * d * L
-    ddelta_ptr += b * d * L
-    dz_ptr += b * d * L
-    dA_ptr += b * d * n
-    part = (b * P + pid_g) * n * L
-    dB_ptr += part
-    dC_ptr += part
+    dout_ptr, du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr = _grad_element(
+        b, b * P + pid_g, d, L, n, dout_ptr, sg_b, du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr)
     scratch_ptr += (b * P + pid_g) * n_chunks * BD * NP
     tile_off = tl.arange(0, BD)[:, None] * NP + states[None, :]
     for blk in range(pid_g * G, tl.minimum(pid_g * G + G, n_blocks)):
