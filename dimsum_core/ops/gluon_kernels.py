@@ -31,6 +31,7 @@ from dimsum_core.ops.triton_kernels import (
     LOG2E,
     _affine,
     _batch_element,
+    _gate_softplus_grads,
     _grad_element,
     _load_delta,
     _load_tile,
@@ -231,8 +232,7 @@ def scan_bwd_kernel(
         y += Dv[:, None] * u
         g_u = delta * qB + Dv[:, None] * gy
         g_delta = u * qB + wA
-        g_delta_raw = gl.where(mask, g_delta * gl.where(delta_raw > 20.0, 1.0, _sigmoid(delta_raw)), 0.0)
-        dz = dout * y * sig_z * (1.0 + z * (1.0 - sig_z))
+        dz, g_delta_raw = _gate_softplus_grads(dout, y, z, sig_z, g_delta, delta_raw, _sigmoid(delta_raw), mask)
         dD_acc += gl.sum(gy * u, axis=1)
         dbias_acc += gl.sum(g_delta_raw, axis=1)
         offs = cols[:, None] * L + t[None, :]

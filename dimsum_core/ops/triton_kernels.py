@@ -58,6 +58,14 @@ def _grad_element(b, program, d, L, n, dout_ptr, sg_b, du_ptr, ddelta_ptr, dz_pt
 
 
 @triton.jit
+def _gate_softplus_grads(dout, y, z, sig_z, g_delta, delta_raw, sig_raw, mask):
+    """The gradients through the output gate y·silu(z) (dz) and through delta's softplus (zero outside mask;
+    softplus is the identity above 20), given each dialect's own sigmoids of z and of the raw delta."""
+    dz = dout * y * sig_z * (1.0 + z * (1.0 - sig_z))
+    return dz, tl.where(mask, g_delta * tl.where(delta_raw > 20.0, 1.0, sig_raw), 0.0)
+
+
+@triton.jit
 def _softplus(x):
     # torch's threshold: above 20, softplus(x) == x in float32
     return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
@@ -261,8 +269,7 @@ def scan_bwd_kernel(
             y += Dv[:, None] * u
             g_u = delta * qB + Dv[:, None] * gy
             g_delta = u * qB + wA
-            g_delta_raw = tl.where(mask, g_delta * tl.where(delta_raw > 20.0, 1.0, tl.sigmoid(delta_raw)), 0.0)
-            dz = dout * y * sig_z * (1.0 + z * (1.0 - sig_z))
+            dz, g_delta_raw = _gate_softplus_grads(dout, y, z, sig_z, g_delta, delta_raw, tl.sigmoid(delta_raw), mask)
             dD_acc += tl.sum(gy * u, axis=1)
             dbias_acc += tl.sum(g_delta_raw, axis=1)
             offs = cols[:, None] * L + t[None, :]
