@@ -31,8 +31,8 @@ from dimsum_core.ops.triton_kernels import (
     LOG2E,
     _affine,
     _batch_element,
-    _gate_softplus_grads,
     _grad_element,
+    _input_grads,
     _load_delta,
     _load_tile,
     _raw_delta,
@@ -228,16 +228,9 @@ def scan_bwd_kernel(
         z = _load_tile(z_ptr, sz_d, sz_t, cols, t, mask)
         delta_raw = _raw_delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
         dout = _load_tile(dout_ptr, sg_d, sg_t, cols, t, mask)
-        sig_z = _sigmoid(z)
-        y += Dv[:, None] * u
-        g_u = delta * qB + Dv[:, None] * gy
-        g_delta = u * qB + wA
-        dz, g_delta_raw = _gate_softplus_grads(dout, y, z, sig_z, g_delta, delta_raw, _sigmoid(delta_raw), mask)
-        dD_acc += gl.sum(gy * u, axis=1)
-        dbias_acc += gl.sum(g_delta_raw, axis=1)
-        offs = cols[:, None] * L + t[None, :]
-        gl.store(du_ptr + offs, g_u.to(du_ptr.dtype.element_ty), mask=mask)
-        gl.store(ddelta_ptr + offs, g_delta_raw.to(ddelta_ptr.dtype.element_ty), mask=mask)
-        gl.store(dz_ptr + offs, dz.to(dz_ptr.dtype.element_ty), mask=mask)
+        dD_t, dbias_t = _input_grads(du_ptr, ddelta_ptr, dz_ptr, cols, t, L, mask, u, z, delta, delta_raw, dout,
+                                     gy, y, qB, wA, Dv, _sigmoid(z), _sigmoid(delta_raw))
+        dD_acc += dD_t
+        dbias_acc += dbias_t
     gl.store(dD_ptr + b * d + cols, dD_acc, mask=mask_d)
     gl.store(dbias_ptr + b * d + cols, dbias_acc, mask=mask_d)

@@ -58,11 +58,21 @@ def _grad_element(b, program, d, L, n, dout_ptr, sg_b, du_ptr, ddelta_ptr, dz_pt
 
 
 @triton.jit
-def _gate_softplus_grads(dout, y, z, sig_z, g_delta, delta_raw, sig_raw, mask):
-    """The gradients through the output gate y·silu(z) (dz) and through delta's softplus (zero outside mask;
-    softplus is the identity above 20), given each dialect's own sigmoids of z and of the raw delta."""
+def _input_grads(du_ptr, ddelta_ptr, dz_ptr, cols, t, L, mask, u, z, delta, delta_raw, dout, gy, y, qB, wA, Dv,
+                 sig_z, sig_raw):
+    """A chunk's gradients of u, the raw delta and z, stored ((N, d, L) contiguous, the inputs' dtypes), from
+    the state loop's sums qB and wA and its output y (before the skip D·u and the gate); sig_z, sig_raw:
+    each dialect's own sigmoids of z and of the raw delta. Returns the chunk's per-channel dD and dbias sums."""
+    y += Dv[:, None] * u
+    g_u = delta * qB + Dv[:, None] * gy
+    g_delta = u * qB + wA
+    g_delta_raw = tl.where(mask, g_delta * tl.where(delta_raw > 20.0, 1.0, sig_raw), 0.0)  # softplus' slope
     dz = dout * y * sig_z * (1.0 + z * (1.0 - sig_z))
-    return dz, tl.where(mask, g_delta * tl.where(delta_raw > 20.0, 1.0, sig_raw), 0.0)
+    offs = cols[:, None] * L + t[None, :]
+    tl.store(du_ptr + offs, g_u.to(du_ptr.dtype.element_ty), mask=mask)
+    tl.store(ddelta_ptr + offs, g_delta_raw.to(ddelta_ptr.dtype.element_ty), mask=mask)
+    tl.store(dz_ptr + offs, dz.to(dz_ptr.dtype.element_ty), mask=mask)
+    return tl.sum(gy * u, axis=1), tl.sum(g_delta_raw, axis=1)
 
 
 @triton.jit
@@ -265,17 +275,10 @@ def scan_bwd_kernel(
             delta_raw = _raw_delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
             z = _load_tile(z_ptr, sz_d, sz_t, cols, t, mask)
             dout = _load_tile(dout_ptr, sg_d, sg_t, cols, t, mask)
-            sig_z = tl.sigmoid(z)
-            y += Dv[:, None] * u
-            g_u = delta * qB + Dv[:, None] * gy
-            g_delta = u * qB + wA
-            dz, g_delta_raw = _gate_softplus_grads(dout, y, z, sig_z, g_delta, delta_raw, tl.sigmoid(delta_raw), mask)
-            dD_acc += tl.sum(gy * u, axis=1)
-            dbias_acc += tl.sum(g_delta_raw, axis=1)
-            offs = cols[:, None] * L + t[None, :]
-            tl.store(du_ptr + offs, g_u.to(du_ptr.dtype.element_ty), mask=mask)
-            tl.store(ddelta_ptr + offs, g_delta_raw.to(ddelta_ptr.dtype.element_ty), mask=mask)
-            tl.store(dz_ptr + offs, dz.to(dz_ptr.dtype.element_ty), mask=mask)
+            dD_t, dbias_t = _input_grads(du_ptr, ddelta_ptr, dz_ptr, cols, t, L, mask, u, z, delta, delta_raw, dout,
+                                         gy, y, qB, wA, Dv, tl.sigmoid(z), tl.sigmoid(delta_raw))
+            dD_acc += dD_t
+            dbias_acc += dbias_t
         tl.store(dA_ptr + cols[:, None] * n + states[None, :], dA_acc, mask=mask_d[:, None] & (states < n)[None, :])
         tl.store(dD_ptr + b * d + cols, dD_acc, mask=mask_d)
         tl.store(dbias_ptr + b * d + cols, dbias_acc, mask=mask_d)
