@@ -32,6 +32,7 @@ from convergence.report import (
     at_seconds,
     compare,
     nfe_estimates,
+    render,
     saturation,
     verdict,
 )
@@ -261,6 +262,24 @@ def test_parallel_workers_give_the_same_study(tmp_path):
     text = (tmp_path / "two.md").read_text()
     assert "| `dit` |" in text and "up to 2 trained at once in worker processes" in text
     assert "--jobs 2" in text  # the command that made it
+    assert {run["gpu_share"] for run in b.values()} == {2}  # both workers on the one CPU
+    # workers spread one a GPU were timed alone, and the page says so instead
+    results = driver.load_results(two)
+    for run in results["runs"].values():
+        run["gpu_share"] = 1
+    render(results, tmp_path / "spread.md")
+    text = (tmp_path / "spread.md").read_text()
+    assert "one on each GPU, so each was timed alone" in text and "Runs shared the device" not in text
+
+
+def test_workers_are_spread_over_the_visible_gpus(monkeypatch):
+    """--jobs: worker i trains on visible GPU i mod n, so with jobs <= GPUs each run is timed alone."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert driver.worker_gpus(3, torch.device("cuda")) == ["0", "1", "0"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3, 5")  # the user's own selection is kept
+    assert driver.worker_gpus(2, torch.device("cuda")) == ["3", "5"]
+    assert driver.worker_gpus(2, torch.device("cpu")) == [None, None]
 
 
 def test_accuracy_at_chance_is_left_out_of_verdicts():

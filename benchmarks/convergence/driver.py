@@ -5,8 +5,9 @@ images with each seed, evaluate at fixed intervals, keep every curve in ``OUT/re
 Results are written after every evaluation, one file per (arm, seed) under ``OUT/runs/``; a finished
 (arm, seed) is never redone, so a killed run keeps its finished arms and the same command continues with
 the rest. An unfinished run continues from its last evaluation (``runs/<arm>-seed<k>.pt``, deleted when
-the run is complete). ``--jobs N`` trains N (arm, seed) runs at once in worker processes
-on the same device (small models leave a GPU partly idle); each worker claims the next unclaimed run.
+the run is complete). ``--jobs N`` trains N (arm, seed) runs at once in worker processes, spread over the
+visible GPUs (with no more jobs than GPUs each run is timed alone; more share a GPU, which small models leave
+partly idle); each worker claims the next unclaimed run.
 """
 
 from __future__ import annotations
@@ -80,8 +81,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--title", default="", help="a line saying what this run is (defaults to the budget)")
     p.add_argument("--smoke", action="store_true", help="mark the report as a smoke run (automatic on the CPU)")
     p.add_argument("--jobs", type=int, default=1,
-                   help="runs trained at once, each in its own process on the same device (default 1)")
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # set by --jobs for its children
+                   help="runs trained at once, each in its own process, spread over the visible GPUs (default 1)")
+    # set by --jobs for its children: the worker flag and how many workers share this one's GPU
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--gpu-share", type=int, default=1, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -120,13 +123,26 @@ def _claim(out: Path, key: str) -> bool:
     return True
 
 
-def _run_workers(args: argparse.Namespace, argv: list[str]) -> None:
+def worker_gpus(jobs: int, device: torch.device) -> list[str | None]:
+    """The GPU each of ``jobs`` workers trains on (None: the CPU), round-robin over the visible GPUs."""
+    if device.type != "cuda":
+        return [None] * jobs
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = ([g.strip() for g in visible.split(",") if g.strip()] if visible
+           else [str(i) for i in range(torch.cuda.device_count())])
+    return [ids[i % len(ids)] for i in range(jobs)]
+
+
+def _run_workers(args: argparse.Namespace, argv: list[str], device: torch.device) -> None:
     for stale in (args.out / RUNS).glob("*.claim"):  # left by a killed run; its run continues
         stale.unlink()
-    command = [sys.executable, str(SCRIPT), *argv, "--worker"]
     # several processes share the cores: idle OpenMP threads sleep (see dimsum_core/__init__.py)
     env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ}
-    workers = [subprocess.Popen(command, env=env) for _ in range(args.jobs)]
+    gpus = worker_gpus(args.jobs, device)
+    workers = []
+    for gpu in gpus:
+        command = [sys.executable, str(SCRIPT), *argv, "--worker", "--gpu-share", str(gpus.count(gpu))]
+        workers.append(subprocess.Popen(command, env=env if gpu is None else {**env, "CUDA_VISIBLE_DEVICES": gpu}))
     failed = [i for i, w in enumerate(workers) if w.wait() != 0]
     if failed:
         raise DimsumError(f"study worker(s) {failed} failed (see their output above); rerun the same command "
@@ -280,7 +296,7 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         results["data_floor"] = {**evaluator.sample_metrics(real.images, real.labels), "samples": len(real)}
         _write_json(results_path, {k: v for k, v in results.items() if k != "runs"})
         if args.jobs > 1:
-            _run_workers(args, argv)
+            _run_workers(args, argv, device)
             results = load_results(out)
             render(results, args.doc)
             say(f"wrote {results_path} and {args.doc}")
@@ -314,7 +330,7 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                             settings["nfe_sweep"], state)
             # which machine ran it and when: one study is built up over several device allotments
             results["runs"][key].update(nfe_sweep=run.nfe_sweep, complete=True, device=settings["device"],
-                                        torch=settings["torch"], date=_now())
+                                        torch=settings["torch"], date=_now(), gpu_share=args.gpu_share)
             for row in run.nfe_sweep:
                 say(f"{key:<30} {sampler_label(row['sampler']):>18}  NFE {row['nfe']:6.1f}  FD {row['fd']:8.3f}  "
                     f"acc {row['accuracy']:6.1%}")

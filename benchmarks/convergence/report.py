@@ -534,10 +534,13 @@ def render(results: dict[str, Any], doc: Path) -> None:
             "above): each run's training seconds, the img/s column and the equal-time comparisons are "
             "measured on the code and machine of its own invocation, so a kernel sped up between invocations "
             "favours the arms run after it; per-image numbers do not depend on it.")
-    if s.get("jobs", 1) > 1:
-        add(f"- Runs shared the device: up to {s['jobs']} trained at once in worker processes (`--jobs`). The "
+    shared = max((r.get("gpu_share", 1) for r in results["runs"].values() if r.get("complete")), default=1)
+    if shared > 1:
+        add(f"- Runs shared the device: up to {shared} trained at once in worker processes (`--jobs`). The "
             "img/s column and every training-seconds number include that contention and depend on which runs "
             "happened to share the GPU; per-image numbers are unaffected.")
+    elif s.get("jobs", 1) > 1:
+        add("- Runs trained at once in worker processes (`--jobs`), one on each GPU, so each was timed alone.")
     add(f"- {seeds} seed(s) per arm where the table says so; seeds change the initial weights, the data order and the training noise, "
         "not the data or the evaluation noise.")
     add("- Training seconds depend on the kernels used (Mamba backend, attention kernel, compile) and on this "
