@@ -15,7 +15,7 @@ import click
 @click.option("--sizes", multiple=True, type=click.Choice(["256", "512"]), default=("256", "512"),
               show_default=True, help="Image sizes to measure (repeat the option).")
 @click.option("--compile", "compile_", is_flag=True,
-              help="Also time bf16 training of the compiled model, as train.compile does (compiling DiMSUM-L/2 takes ~100 s).")
+              help="Also time bf16 training of the compiled model, as train.compile does (compiling DiMSUM-L/2 takes ~30 s on an H200).")
 @click.option("--cuda-graph", is_flag=True,
               help="Also time bf16 training replayed from CUDA graphs, as train.cuda_graph does (with --compile: "
                    "the compiled model replayed too).")

@@ -89,6 +89,18 @@ def _row(ptr, t, s_t, L, EVEN: gl.constexpr):
 
 
 @gluon.jit
+def _state_operands(A_ptr, B_ptr, C_ptr, states_ptr, s, n, c, cols, lane, mask_d, t, L, sB_n, sB_t, sC_n, sC_t,
+                    BD: gl.constexpr, EVEN: gl.constexpr):
+    """State s's A (per channel), B and C (per step of the chunk) and the state entering chunk c (zero for
+    the first). The kernels load state s + 1's before state s's arithmetic so its latency hides behind it."""
+    A_s = gl.load(A_ptr + cols * n + s, mask=mask_d, other=0.0)
+    B_s = _row(B_ptr + s * sB_n, t, sB_t, L, EVEN)
+    C_s = _row(C_ptr + s * sC_n, t, sC_t, L, EVEN)
+    h0 = gl.load(states_ptr + ((c - 1) * n + s) * BD + lane, mask=mask_d & (c > 0), other=0.0)
+    return A_s, B_s, C_s, h0
+
+
+@gluon.jit
 def _last(x, steps, i):
     """Step i of a (BD, T) tile (inside each thread: a select and a sum over its own registers)."""
     return gl.sum(gl.where(steps[None, :] == i, x, 0.0), axis=1)
@@ -129,11 +141,13 @@ def scan_fwd_kernel(
         delta = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
         du = delta * u
         y = Dv[:, None] * u
+        nxt = _state_operands(A_ptr, B_ptr, C_ptr, states_ptr, 0, n, c, cols, lane, mask_d, t, L,
+                              sB_n, sB_t, sC_n, sC_t, BD, EVEN)
         for s in range(0, n):
-            A_s = gl.load(A_ptr + cols * n + s, mask=mask_d, other=0.0)
-            B_s = _row(B_ptr + s * sB_n, t, sB_t, L, EVEN)
-            C_s = _row(C_ptr + s * sC_n, t, sC_t, L, EVEN)
-            h0 = gl.load(states_ptr + ((c - 1) * n + s) * BD + lane, mask=mask_d & (c > 0), other=0.0)
+            A_s, B_s, C_s, h0 = nxt
+            # the last state reloads itself rather than read past A, B, C
+            nxt = _state_operands(A_ptr, B_ptr, C_ptr, states_ptr, gl.minimum(s + 1, n - 1), n, c, cols, lane,
+                                  mask_d, t, L, sB_n, sB_t, sC_n, sC_t, BD, EVEN)
             h, _ = _state_scan(delta, du, A_s, B_s, h0)
             y += h * C_s[None, :]
             if t0 + T < L:
@@ -195,24 +209,31 @@ def scan_bwd_kernel(
         y = gl.zeros([BD, T], gl.float32, TILE)
         qB = gl.zeros([BD, T], gl.float32, TILE)  # sum_s q B
         wA = gl.zeros([BD, T], gl.float32, TILE)  # sum_s dL/d(delta·A) A
+        # state s + 1's operands, adjoint carry and dA are loaded before state s's arithmetic
+        nxt = _state_operands(A_ptr, B_ptr, C_ptr, states_ptr, 0, n, c, cols, lane, mask_d, t, L,
+                              sB_n, sB_t, sC_n, sC_t, BD, EVEN)
+        q_after_n = gl.load(carry_ptr + lane, mask=mask_d & (ci > 0), other=0.0)
+        dA_n = gl.load(dA_ptr + cols * n, mask=mask_d & (ci > 0), other=0.0)
         for s in range(0, n):
-            A_s = gl.load(A_ptr + cols * n + s, mask=mask_d, other=0.0)
-            B_s = _row(B_ptr + s * sB_n, t, sB_t, L, EVEN)
-            C_s = _row(C_ptr + s * sC_n, t, sC_t, L, EVEN)
-            h0 = gl.load(states_ptr + ((c - 1) * n + s) * BD + lane, mask=mask_d & (c > 0), other=0.0)
+            A_s, B_s, C_s, h0 = nxt
+            q_after, dA_in = q_after_n, dA_n
+            s1 = gl.minimum(s + 1, n - 1)  # the last state reloads itself rather than read past A, B, C
+            nxt = _state_operands(A_ptr, B_ptr, C_ptr, states_ptr, s1, n, c, cols, lane, mask_d, t, L,
+                                  sB_n, sB_t, sC_n, sC_t, BD, EVEN)
+            q_after_n = gl.load(carry_ptr + s1 * BD + lane, mask=mask_d & (ci > 0), other=0.0)
+            dA_n = gl.load(dA_ptr + cols * n + s1, mask=mask_d & (ci > 0), other=0.0)
             h, b_in = _state_scan(delta, du, A_s, B_s, h0)
             y += h * C_s[None, :]
             # adjoint q_t = C_t gy_t + a_{t+1} q_{t+1}: a forward scan between two in-register flips
             a_next = gl.exp2(delta_next * (A_s * LOG2E)[:, None])
             a_r, q_r = gl.associative_scan((_flip(a_next, BD, T, TILE), _flip(C_s[None, :] * gy, BD, T, TILE)),
                                            1, _affine)
-            q_after = gl.load(carry_ptr + s * BD + lane, mask=mask_d & (ci > 0), other=0.0)
             q = _flip(q_r + a_r * q_after[:, None], BD, T, TILE)
             gl.store(carry_ptr + s * BD + lane, _last(q, steps, 0))
             qB += q * B_s[None, :]
             w = q * (h - b_in)  # dL/d(delta·A) = q_t a_t h_{t-1}
             wA += w * A_s[:, None]
-            dA = gl.load(dA_ptr + cols * n + s, mask=mask_d & (ci > 0), other=0.0) + gl.sum(w * delta, axis=1)
+            dA = dA_in + gl.sum(w * delta, axis=1)
             gl.store(dA_ptr + cols * n + s, dA, mask=mask_d)
             # dB_t = sum_d q_t du_t, dC_t = sum_d h_t gy_t over this block's channels
             dB_s = gl.sum(gl.convert_layout(q * du, SUM), axis=0)

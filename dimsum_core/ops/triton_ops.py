@@ -28,7 +28,7 @@ SCAN_BWD = (128, 4, 1)
 CONV = (256, 8, 4)
 # The Gluon scan's tile (T steps in each thread, warps; BD = 32 x warps channels), chosen on an H200 by
 # the fastest forward + backward pair at dimsum's shapes (docs/benchmarks.md).
-GLUON_SCAN = (16, 2)
+GLUON_SCAN = (16, 1)
 _SCAN_KERNELS: str | None = None  # "gluon" or "triton", decided on first use
 
 
