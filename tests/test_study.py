@@ -440,7 +440,7 @@ def test_scan_order_sensitivity_compares_the_spread_with_and_without_the_wavelet
     assert "| jpeg8 | 5.2 ± 0.1 | 8 ± 0.2 | 80.0% ± 0.0% | 80.0% ± 0.0% |" in text
     assert "| FD | 0.2 | 3 |" in text and "less sensitive with the wavelet branch" in text
     # the six arms of the other three orders, three seeds each, at 100 img/s: 18 x 600 s
-    assert "Not run yet: 18 (arm, seed) runs of 60,000 images" in text and "about 180 device-minutes" in text
+    assert "Not run yet: 18 (arm, seed) runs of 60,000 images" in text and "about 180 GPU-minutes of training" in text
     assert "scan-zigzag8-no-wavelet" in text
 
 

@@ -368,7 +368,8 @@ def _scan_order_section(results: dict[str, Any]) -> list[str]:
         speeds = {a: _speed(results, a) for a in ("dimsum", "no-wavelet") if _runs_of(results, a)}
         like = ["no-wavelet" if arm.endswith("no-wavelet") else "dimsum" for arm, _ in missing]  # the same model's speed
         minutes = [s["images"] / speeds[a] / 60 for a in like if a in speeds]
-        cost = (f"about {sum(minutes):.0f} device-minutes at the `dimsum` and `no-wavelet` arms' measured speeds"
+        cost = (f"about {sum(minutes):.0f} GPU-minutes of training at the `dimsum` and `no-wavelet` arms' measured "
+                "speeds (`--jobs N` on N GPUs divides the wall time by about N)"
                 if len(minutes) == len(missing) else "cost unknown until the `dimsum` and `no-wavelet` arms have run")
         out.append(f"\nNot run yet: {len(missing)} (arm, seed) runs of {s['images']:,} images "
                    f"({', '.join(sorted({a for a, _ in missing}))}); {cost}.")
