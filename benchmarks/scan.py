@@ -10,7 +10,8 @@ autocast, float32 parameters. Forward and backward are timed as separate kernel 
 median of repeats; inputs rotate among several sets so no call reads another's cached output). The bound
 is the bytes each call must move (every input read once, every output written once) over the copy
 bandwidth measured in the same run. All take the same (N, d, L) time-contiguous inputs. The Gluon
-forward also writes the chunk states its backward reads (not counted in the bound).
+forward also writes the chunk states its backward reads (not counted in the bound). Each shape also times
+the Gluon pair at twice the batch: the best that one launch for a block's two branches could do.
 """
 
 from __future__ import annotations
@@ -204,6 +205,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "gluon": time_gluon(sets) if triton_ops.scan_kernels() == "gluon" else None,
             "triton": time_triton(sets), "mamba_ssm": time_mamba_ssm(sets), "cudnn_conv": time_cudnn_conv(sets),
         }
+        if entry["gluon"] is not None:
+            entry["gluon_both_branches"] = time_both_branches(batch, length, dim, args.sets)
         if name.startswith("L/2 256"):
             entry["rel_l2_vs_float64"] = check_against_reference(sets[0])
         if args.sweep:
@@ -216,6 +219,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     return result
+
+
+def time_both_branches(batch: int, length: int, dim: int, n_sets: int) -> dict[str, float]:
+    """The Gluon pair at twice the batch: what one launch for both branches of a DiM block would cost at
+    best (the two branches have the same shapes; their own weights are not modelled), against two calls."""
+    sets = [make_inputs(2 * batch, length, dim, 100 + seed) for seed in range(n_sets)]
+    return time_gluon(sets)
 
 
 def sweep(triton_ops: Any, sets: list[dict[str, torch.Tensor]]) -> list[dict[str, Any]]:
@@ -263,6 +273,11 @@ def print_table(result: dict[str, Any]) -> None:
         ref = e["scans_per_step"] * sum(m.values()) if len(m) == 4 else nan
         print(f"{name:<18}{e['scans_per_step']} scans + convs of a training step, fwd + bwd, ms: "
               + ", ".join(f"{v:.2f} {k}" for k, v in per_step.items()) + f", {ref:.2f} mamba-ssm + causal-conv1d")
+        if e.get("gluon_both_branches"):
+            two, one = g, e["gluon_both_branches"]
+            print(f"{name:<18}both branches, Gluon fwd / bwd ms: two calls {2 * two['scan_fwd_ms']:.3f} / "
+                  f"{2 * two['scan_bwd_ms']:.3f}, one call at twice the batch {one['scan_fwd_ms']:.3f} / "
+                  f"{one['scan_bwd_ms']:.3f}")
 
 
 if __name__ == "__main__":
