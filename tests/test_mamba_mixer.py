@@ -281,3 +281,27 @@ def test_gpu_backend_matches_torch_backend(backend, autocast, conditioning, no_t
     assert grads.keys() == ref_grads.keys()
     for name in ref_grads:
         assert rel_l2(grads[name], ref_grads[name]) < tol, name
+
+
+def test_per_sequence_projection_copies_nothing():
+    """x_proj and dt_proj on time-contiguous (N, d, L) sequences: torch.matmul(W, x) folds the batch into
+    one GEMM and copies x (and gradients) into rows; the per-sequence product computes the same values and
+    gradients without a copy."""
+    from torch.profiler import profile
+
+    from dimsum_core.nn.mixers import _per_sequence
+
+    def copies_and_grads(project) -> tuple[int, torch.Tensor, list[torch.Tensor]]:  # noqa: ANN001
+        w = torch.randn(6, 8, generator=torch.Generator().manual_seed(0), requires_grad=True)
+        x = torch.randn(3, 8, 5, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        with profile() as prof:
+            out = project(w, x)
+            out.backward(torch.ones_like(out))
+        return sum(e.name == "aten::copy_" for e in prof.events()), out.detach(), [w.grad, x.grad]
+
+    folded, want, want_grads = copies_and_grads(torch.matmul)
+    copies, got, got_grads = copies_and_grads(_per_sequence)
+    assert folded >= 3 and copies == 0
+    torch.testing.assert_close(got, want)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(g, w)

@@ -216,15 +216,25 @@ def test_gluon_pair_runs_where_a_backward_follows(monkeypatch: pytest.MonkeyPatc
 @needs_triton
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU tests run the compiled kernels")
 def test_mixer_triton_path_in_the_interpreter() -> None:
-    """The mixer's Triton path (projections written as W @ x, time-contiguous) computes what its
-    PyTorch path computes."""
+    """The mixer's Triton path (time-contiguous, the projections after in_proj as per-sequence batched
+    products) computes what its PyTorch path computes, and the same gradients for the input and every
+    parameter."""
     from dimsum_core.nn.mixers import Mamba
     from dimsum_core.ops.selective_scan import selective_scan
 
-    torch.manual_seed(0)
-    m = Mamba(16, 8, d_state=4, backend="torch")
-    x = torch.randn(2, 12, 16)
-    A = -torch.exp(m.A_log.float())
-    got = m._triton(x, None, A)
-    want = m._unfused(x, None, A, selective_scan)
+    def run(path: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        torch.manual_seed(0)
+        m = Mamba(16, 8, d_state=4, backend="torch", bias=True)
+        x = torch.randn(2, 12, 16, requires_grad=True)
+        A = -torch.exp(m.A_log.float())
+        out = m._triton(x, None, A) if path == "triton" else m._unfused(x, None, A, selective_scan)
+        out.backward(torch.randn(out.shape, generator=torch.Generator().manual_seed(1)))
+        grads = {name: p.grad for name, p in m.named_parameters() if p.requires_grad}
+        return out.detach(), {"x": x.grad, **grads}
+
+    got, got_grads = run("triton")
+    want, want_grads = run("torch")
     assert rel_l2(got, want) < 1e-5
+    assert got_grads.keys() == want_grads.keys() and len(got_grads) == 12  # x and 11 parameters
+    for name, grad in want_grads.items():
+        assert rel_l2(got_grads[name], grad) < 1e-5, name

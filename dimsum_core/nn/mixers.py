@@ -44,6 +44,14 @@ def _at_least_float32(t: Tensor) -> Tensor:
     return t if t.dtype == torch.float64 else t.float()
 
 
+def _per_sequence(weight: Tensor, x: Tensor) -> Tensor:
+    """``weight`` (k, d) applied to each sequence of x (N, d, L): (N, k, L), as one batched product with
+    the weight broadcast over the batch. ``torch.matmul(weight, x)`` would fold the batch into one GEMM
+    over N·L rows, which copies a time-contiguous x into rows first and its gradients back; this reads x
+    as it is, and the weight's gradient is summed from N small per-sequence products (N·k·d floats)."""
+    return torch.bmm(weight.to(x.dtype).expand(len(x), -1, -1), x)
+
+
 class Mamba(SequenceMixer):
     """Mamba-1 selective SSM mixer (official DiMSUM CondMamba): Triton, mamba-ssm or pure-PyTorch kernels.
 
@@ -141,8 +149,9 @@ class Mamba(SequenceMixer):
         return self._unfused(x, cond, A, selective_scan)
 
     def _triton(self, x: Tensor, cond: Tensor | None, A: Tensor) -> Tensor:
-        """Time-contiguous (N, d, L) from in_proj to out_proj, the layout the Triton kernels scan fastest:
-        each projection is written as ``W @ x``, so no transpose is ever copied."""
+        """Time-contiguous (N, d, L) from in_proj to out_proj, the layout the Triton kernels scan fastest.
+        in_proj reads the channels-last input as it is (``W @ xᵀ``); x_proj and dt_proj, whose inputs are
+        time-contiguous, are per-sequence products (:func:`_per_sequence`), so no input is copied."""
         xz = torch.matmul(self.in_proj.weight, x.transpose(1, 2))  # (N, 2·d_inner, L)
         if self.in_proj.bias is not None:
             xz = xz + self.in_proj.bias.to(xz.dtype)[:, None]
@@ -150,8 +159,8 @@ class Mamba(SequenceMixer):
         if cond is not None:
             u = u + cond.to(u.dtype)[:, :, None]
         u = causal_conv1d_silu_triton(u, self.conv1d.weight, self.conv1d.bias)
-        dt, B, C = torch.matmul(self.x_proj.weight, u).split([self.dt_rank, self.d_state, self.d_state], dim=1)
-        delta = torch.matmul(self.dt_proj.weight, dt)  # its bias is added inside the softplus, in float32
+        dt, B, C = _per_sequence(self.x_proj.weight, u).split([self.dt_rank, self.d_state, self.d_state], dim=1)
+        delta = _per_sequence(self.dt_proj.weight, dt)  # its bias is added inside the softplus, in float32
         y = selective_scan_triton(u, delta, A, B, C, self.D, z, self.dt_proj.bias)  # (N, d_inner, L)
         return self.out_proj(y.transpose(1, 2))
 
