@@ -48,7 +48,8 @@ def _per_sequence(weight: Tensor, x: Tensor) -> Tensor:
     """``weight`` (k, d) applied to each sequence of x (N, d, L): (N, k, L), as one batched product with
     the weight broadcast over the batch. ``torch.matmul(weight, x)`` would fold the batch into one GEMM
     over N·L rows, which copies a time-contiguous x into rows first and its gradients back; this reads x
-    as it is, and the weight's gradient is summed from N small per-sequence products (N·k·d floats)."""
+    as it is, and the weight's gradient is summed from N small per-sequence products (N·k·d floats).
+    The weight is cast to x's dtype before it is expanded (autocast would cast the expanded one)."""
     return torch.bmm(weight.to(x.dtype).expand(len(x), -1, -1), x)
 
 
@@ -150,8 +151,10 @@ class Mamba(SequenceMixer):
 
     def _triton(self, x: Tensor, cond: Tensor | None, A: Tensor) -> Tensor:
         """Time-contiguous (N, d, L) from in_proj to out_proj, the layout the Triton kernels scan fastest.
-        in_proj reads the channels-last input as it is (``W @ xᵀ``); x_proj and dt_proj, whose inputs are
-        time-contiguous, are per-sequence products (:func:`_per_sequence`), so no input is copied."""
+        x_proj and dt_proj, inside the mixer, are per-sequence products (:func:`_per_sequence`), which
+        copy nothing. in_proj and out_proj stay GEMMs over N·L rows: their copies (the sequences into and
+        out of rows) move about what per-sequence weight gradients would (N·k·d values), and a transposed
+        output would make the scan order's gather read across rows."""
         xz = torch.matmul(self.in_proj.weight, x.transpose(1, 2))  # (N, 2·d_inner, L)
         if self.in_proj.bias is not None:
             xz = xz + self.in_proj.bias.to(xz.dtype)[:, None]
