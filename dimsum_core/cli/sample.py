@@ -70,8 +70,8 @@ def sampling_options(command: Callable) -> Callable:
         click.option("--cuda-graph", is_flag=True,
                      help="replay the forward from CUDA graphs (GPU; much faster at small batch, same results)"),
         click.option("--compile", "compile_", is_flag=True,
-                     help="torch.compile the model's blocks first (as train.compile; ~1-2 min once for "
-                          "DiMSUM-L/2 on a GPU); with --cuda-graph the graphs replay the compiled kernels"),
+                     help="torch.compile the model's blocks first (as train.compile; ~30 s once for "
+                          "DiMSUM-L/2 on an H200); with --cuda-graph the graphs replay the compiled kernels"),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
