@@ -14,10 +14,12 @@ channel in each thread (BD = 32 x warps) and T consecutive steps in that thread'
   indexed by state and no barrier is needed. The forward keeps every chunk's entering state (float32,
   N·d·n·(L/T - 1): 63 MB a call at dimsum-L/2's 256-px shape), so the backward does not recompute them.
 
-Only the channel sums of dB and dC cross lanes. Measured on an H200 (docs/benchmarks.md): the backward
-2.4x and the forward 1.2x faster than the Triton kernels at dimsum-L/2's 256-px shape; the forward is
-slower (0.65x) where batch x channels is small (512 px, batch 16), since a thread walks all of L. So
-training runs these as a pair and inference the Triton forward (``triton_ops.gluon_pair``).
+Only the channel sums of dB and dC cross lanes. A state's operands are loaded one state ahead, so their
+latency hides behind the previous state's arithmetic (the kernels are bound by that chain, not by bytes).
+Measured on an H200 (docs/benchmarks.md, session 9): the backward 3.0x and the forward 1.2x faster than
+the Triton kernels at dimsum-L/2's 256-px shape; the forward is slower (0.8x) where batch x channels is
+small (512 px, batch 16), since a thread walks all of L. So training runs these as a pair and inference
+the Triton forward (``triton_ops.gluon_pair``).
 """
 
 from __future__ import annotations
