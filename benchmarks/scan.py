@@ -6,8 +6,11 @@ against the bytes-moved bound.
     python benchmarks/scan.py --sweep          # also try tile configurations of both scans and the conv
 
 Shapes: one branch's scan of a DiM block (d_inner = hidden width, n = 16), bf16 sequences as under bf16
-autocast, float32 parameters. Forward and backward are timed as separate kernel calls (CUDA events, warm-up,
-median of repeats; inputs rotate among several sets so no call reads another's cached output). The bound
+autocast, float32 parameters. Forward and backward are timed as separate calls: one pass over several input
+sets (so no call reads another's cached output) is captured in a CUDA graph and its replays timed (CUDA events,
+warm-up, median of repeats), which gives the kernels' device time, as a graphed or compiled training step pays
+it; ``--eager-timing`` times the calls as Python issues them, host dispatch included (before session 10 the
+only way, which read 50-75 µs for any conv call: the host's time, not the kernel's). The bound
 is the bytes each call must move (every input read once, every output written once) over the copy
 bandwidth measured in the same run. All take the same (N, d, L) time-contiguous inputs. The Gluon
 forward also writes the chunk states its backward reads (not counted in the bound). Each shape also times
@@ -40,8 +43,33 @@ SWEEP_GLUON = [(16, 1), (16, 2), (16, 4), (8, 2), (8, 4), (32, 1)]
 SCAN_ARGS = ("u", "delta", "A", "B", "C", "D", "z", "bias")
 
 
+#: how calls are timed: replays of a CUDA graph of one pass over the input sets (the kernels' device time,
+#: what a graphed or compiled training step pays), or the calls themselves (--eager-timing: the host's
+#: dispatch too, which custom ops and Triton's launcher make tens of µs a call, more than a small kernel)
+GRAPHED = True
+#: the calls that could not be captured in a CUDA graph and were timed eagerly instead
+EAGER_FALLBACKS: list[str] = []
+
+
 def cuda_ms(fn: Callable[[int], Any], sets: int, warmup: int = 3, repeats: int = 20) -> float:
     """Median ms of fn(i), i cycling over the input sets; each sample times one pass over all sets."""
+    if GRAPHED:
+        side = torch.cuda.Stream()  # warm-up (compiles, allocator) off the capturing stream, as CUDA graphs need
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                for i in range(sets):
+                    fn(i)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                for i in range(sets):
+                    fn(i)
+        except RuntimeError as exc:  # a call the graph cannot hold: time it eagerly, and say so
+            EAGER_FALLBACKS.append(f"{getattr(fn, '__qualname__', fn)}: {str(exc).splitlines()[0][:120]}")
+        else:
+            return 1e3 * cuda_time(graph.replay, warmup=2, repeats=repeats) / sets
     index = itertools.cycle(range(sets))
     return 1e3 * cuda_time(lambda: fn(next(index)), warmup=warmup, repeats=repeats, inner=sets)
 
@@ -186,7 +214,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", default="runs/bench/scan.json", help="JSON result file")
     parser.add_argument("--sweep", action="store_true", help="also time the scans' and the conv's tile configurations")
     parser.add_argument("--sets", type=int, default=3, help="input sets to rotate among")
+    parser.add_argument("--eager-timing", action="store_true",
+                        help="time the calls as Python issues them (host dispatch included) instead of CUDA-graph "
+                             "replays of them (the kernels' device time)")
     args = parser.parse_args(argv)
+    global GRAPHED
+    GRAPHED = not args.eager_timing
     if not torch.cuda.is_available():
         sys.exit("benchmarks/scan.py needs a CUDA GPU")
     from dimsum_core.ops import triton_ops
@@ -194,6 +227,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     bandwidth = copy_bandwidth()
     result: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
                               "copy_bandwidth_tb_s": bandwidth / 1e12, "scan_kernels": triton_ops.scan_kernels(),
+                              "timing": "CUDA-graph replays" if GRAPHED else "eager calls",
                               "configs": {"fwd": triton_ops.SCAN_FWD, "bwd": triton_ops.SCAN_BWD,
                                           "gluon": triton_ops.GLUON_SCAN, "conv": triton_ops.CONV}, "shapes": {}}
     for name, (batch, length, dim, scans) in SHAPES.items():
@@ -215,6 +249,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(name, json.dumps(entry), flush=True)
         del sets
         torch.cuda.empty_cache()
+    result["eager_fallbacks"] = EAGER_FALLBACKS
     print_table(result)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
@@ -255,7 +290,9 @@ def sweep(triton_ops: Any, sets: list[dict[str, torch.Tensor]]) -> list[dict[str
 
 def print_table(result: dict[str, Any]) -> None:
     print(f"\n{result['gpu']}, torch {result['torch']}, copy bandwidth {result['copy_bandwidth_tb_s']:.2f} TB/s, "
-          f"default scan kernels: {result['scan_kernels']}")
+          f"default scan kernels: {result['scan_kernels']}, timed as {result.get('timing', 'eager calls')}")
+    for fallback in result.get("eager_fallbacks", []):
+        print(f"timed eagerly (could not be captured in a CUDA graph): {fallback}")
     print(f"{'shape':<18}{'kernel':<9}{'bound':>8}{'gluon':>8}{'triton':>8}{'mamba-ssm':>11}{'best/bound':>12}"
           f"{'vs mamba-ssm':>14}")
     nan = float("nan")
