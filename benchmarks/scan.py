@@ -9,8 +9,9 @@ Shapes: one branch's scan of a DiM block (d_inner = hidden width, n = 16), bf16 
 autocast, float32 parameters. Forward and backward are timed as separate calls: one pass over several input
 sets (so no call reads another's cached output) is captured in a CUDA graph and its replays timed (CUDA events,
 warm-up, median of repeats), which gives the kernels' device time, as a graphed or compiled training step pays
-it; ``--eager-timing`` times the calls as Python issues them, host dispatch included (before session 10 the
-only way, which read 50-75 µs for any conv call: the host's time, not the kernel's). The bound
+it; ``--eager-timing`` times the calls as Python issues them, host dispatch included (the only way until
+session 9, when the conv forward read 59-74 µs a call at shapes moving 25 to 67 MB, the smallest among the
+slowest: the host's time, it seems, not the kernel's). The bound
 is the bytes each call must move (every input read once, every output written once) over the copy
 bandwidth measured in the same run. All take the same (N, d, L) time-contiguous inputs. The Gluon
 forward also writes the chunk states its backward reads (not counted in the bound). Each shape also times
