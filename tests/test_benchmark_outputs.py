@@ -33,3 +33,21 @@ def test_scan_benchmark_table_reports_both_branches_in_one_call(capsys):
     assert "L/2 512px (b16)   both branches, Gluon fwd / bwd ms: two calls 0.949 / 2.195, " \
            "one call at twice the batch 0.613 / 1.894" in out
     assert out.count("both branches") == 1  # shapes without the measurement print no such line
+
+
+def test_bench_table_shows_compiled_tf32(capsys):
+    """`dimsum bench --compile` also times TF32 training compiled (graphed with --cuda-graph), issue 14's TF32
+    target being compiled against compiled like the others; the table's last column shows it, blank where a
+    run has none (session 9's committed result)."""
+    import json
+
+    from dimsum_core.gpu_benchmark import print_table
+
+    result = json.loads((REPO / "benchmarks" / "results" / "gpu_prefetch_h200.json").read_text())
+    print_table(result)
+    before = capsys.readouterr().out
+    assert "compiled tf32" in before and "301.5" not in before
+    result["models"]["dimsum-L/2"]["256px"]["train_tf32_compiled_graphed"] = {"img_per_s": 301.5}
+    print_table(result)
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("dimsum-L/2"))
+    assert row.rstrip().endswith("301.5")
