@@ -74,11 +74,17 @@ def kernel_profile(fn: Callable[[], Any], device: torch.device, steps: int = 3, 
             "copies": copy_sources(prof.events(), steps, top, cuda)}
 
 
+def _self_time(cuda: bool) -> Callable[[Any], float]:
+    """A profiler event's own time: on the device where kernels ran, else on the CPU (where the CPU
+    tests' "kernels" are the aten ops)."""
+    return (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)
+
+
 def copy_sources(events: Any, steps: int, top: int, cuda: bool) -> list[dict[str, Any]]:
     """Per call, the copies (``aten::copy_``: casts, ``.contiguous()``, strided reshapes) grouped by where
     they come from: the innermost dimsum function that asked for one (its ``def`` line), or in the
     backward the autograd node (the engine does not record its forward line); the ``top`` by time."""
-    time_of = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)
+    time_of = _self_time(cuda)
     groups: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
     for event in events:
         if event.name != "aten::copy_":
@@ -103,8 +109,7 @@ def summarize_kernels(averages: Any, steps: int, top: int, cuda: bool) -> dict[s
     µs, share), from a profiler's ``key_averages()``."""
     from torch.autograd import DeviceType
 
-    kind, time_of = ((DeviceType.CUDA, lambda e: e.self_device_time_total) if cuda else
-                     (DeviceType.CPU, lambda e: e.self_cpu_time_total))
+    kind, time_of = (DeviceType.CUDA if cuda else DeviceType.CPU), _self_time(cuda)
     # a user annotation (the optimizer's "Optimizer.step#AdamW.step" range) spans kernels listed on their own
     events = sorted((e for e in averages if e.device_type == kind and time_of(e) > 0
                      and not getattr(e, "is_user_annotation", False)
