@@ -116,10 +116,11 @@ def scan_fwd_kernel(
     u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, out_ptr, states_ptr,
     L, d, n, so_b, so_d,
     su_b, su_d, su_t, sdl_b, sdl_d, sdl_t, sz_b, sz_d, sz_t, sB_b, sB_n, sB_t, sC_b, sC_n, sC_t,
-    T: gl.constexpr, BD: gl.constexpr, EVEN: gl.constexpr,
+    T: gl.constexpr, BD: gl.constexpr, EVEN: gl.constexpr, U: gl.constexpr,
 ):
     """out = y · silu(z), (N, d, L) contiguous. states: float32 (N, blocks, chunks - 1, n, BD), the
-    state entering each chunk after the first, kept for the backward (which then need not recompute them)."""
+    state entering each chunk after the first, kept for the backward (which then need not recompute them).
+    The state loop runs U states an iteration (n a multiple of U), so ptxas can interleave their chains."""
     gl.static_assert(BD == 32 * gl.num_warps(), "one channel a thread: BD = 32 x warps")
     TILE: gl.constexpr = gl.BlockedLayout([1, T], [32, 1], [gl.num_warps(), 1], [1, 0])
     COL: gl.constexpr = gl.SliceLayout(1, TILE)
@@ -145,15 +146,17 @@ def scan_fwd_kernel(
         y = Dv[:, None] * u
         nxt = _state_operands(A_ptr, B_ptr, C_ptr, states_ptr, 0, n, c, cols, lane, mask_d, t, L,
                               sB_n, sB_t, sC_n, sC_t, BD, EVEN)
-        for s in range(0, n):
-            A_s, B_s, C_s, h0 = nxt
-            # the last state reloads itself rather than read past A, B, C
-            nxt = _state_operands(A_ptr, B_ptr, C_ptr, states_ptr, gl.minimum(s + 1, n - 1), n, c, cols, lane,
-                                  mask_d, t, L, sB_n, sB_t, sC_n, sC_t, BD, EVEN)
-            h, _ = _state_scan(delta, du, A_s, B_s, h0)
-            y += h * C_s[None, :]
-            if t0 + T < L:
-                gl.store(states_ptr + (c * n + s) * BD + lane, _last(h, steps, T - 1))
+        for s0 in range(0, n, U):
+            for j in gl.static_range(U):
+                s = s0 + j
+                A_s, B_s, C_s, h0 = nxt
+                # the last state reloads itself rather than read past A, B, C
+                nxt = _state_operands(A_ptr, B_ptr, C_ptr, states_ptr, gl.minimum(s + 1, n - 1), n, c, cols,
+                                      lane, mask_d, t, L, sB_n, sB_t, sC_n, sC_t, BD, EVEN)
+                h, _ = _state_scan(delta, du, A_s, B_s, h0)
+                y += h * C_s[None, :]
+                if t0 + T < L:
+                    gl.store(states_ptr + (c * n + s) * BD + lane, _last(h, steps, T - 1))
         z = _load_tile(z_ptr, sz_d, sz_t, cols, t, mask)
         out = y * z * _sigmoid(z)
         gl.store(out_ptr + cols[:, None] * so_d + t[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
