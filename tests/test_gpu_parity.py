@@ -132,3 +132,31 @@ def test_compiled_and_graphed_forward_matches_eager() -> None:
         with torch.no_grad():
             torch.testing.assert_close(graphed(x, t, y), eager(x, t, y), atol=1e-4, rtol=1e-3)
     assert len(graphed._graphs) == 1
+
+
+def test_branches_on_two_streams_equal_branches_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DiM block runs its wavelet branch on a second CUDA stream beside the spatial one: outputs and
+    every gradient as when the two run in turn on one stream, over several blocks and steps (a missing
+    stream wait would read a tensor before it is written, or free it while in use)."""
+    from dimsum_core import network
+
+    def run() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        blocks = [l2_block("triton") for _ in range(3)]
+        g = torch.Generator(device="cuda").manual_seed(1)
+        x = torch.randn(2, 256, 1024, device="cuda", generator=g, requires_grad=True)
+        c = torch.randn(2, 1024, device="cuda", generator=g)
+        for _ in range(2):
+            h, res = x, torch.zeros_like(x)
+            for blk in blocks:
+                h, res = blk(h, res, c)
+            (h.square().mean() + res.square().mean()).backward()
+        return h.detach(), [x.grad, *(p.grad for blk in blocks for p in blk.parameters() if p.grad is not None)]
+
+    needs("triton")
+    side, side_grads = run()
+    monkeypatch.setattr(network, "_both", lambda s, x1, w, x2, c: (s(x1, c), w(x2, c)))
+    turn, turn_grads = run()
+    torch.testing.assert_close(side, turn, rtol=1e-5, atol=1e-6)
+    assert len(side_grads) == len(turn_grads) > 20
+    for a, b in zip(side_grads, turn_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
