@@ -4,6 +4,7 @@ compiler, no inductor): it counts traced graphs, which is what compile time scal
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch._dynamo
 
@@ -87,6 +88,22 @@ def test_train_compile_compiles_the_blocks_and_saves_the_weights_uncompiled(tmp_
 
     compiled, plain = run(tmp_path / "compiled", True), run(tmp_path / "plain", False)
     assert compile_on_eager_backend == ["DiT"]
+    run(tmp_path / "auto", "auto")  # the default: on a CUDA device only
+    assert compile_on_eager_backend == ["DiT"]
     assert compiled.keys() == plain.keys()
     for key in plain:
         torch.testing.assert_close(compiled[key], plain[key], rtol=0, atol=0)
+
+
+def test_train_compile_auto_means_cuda_and_bad_values_get_one_line() -> None:
+    from dimsum_core.errors import RecipeError
+    from dimsum_core.train import TrainConfig
+    from dimsum_core.train.config import as_config
+
+    assert TrainConfig().compile == "auto"
+    assert TrainConfig().compiles("cuda") and not TrainConfig().compiles("cpu")
+    assert TrainConfig(compile=True).compiles("cpu") and not TrainConfig(compile=False).compiles("cuda")
+    assert as_config(TrainConfig, {"compile": False}, "train").compile is False
+    with pytest.raises(RecipeError, match="train.compile") as err:
+        as_config(TrainConfig, {"compile": "yes"}, "train")
+    assert "\n" not in str(err.value)

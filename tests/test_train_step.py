@@ -141,24 +141,29 @@ def test_a_graphed_step_refuses_another_batch_shape_in_one_line():
 def test_a_graphed_run_through_the_trainer_saves_and_resumes(tmp_path):
     """`dimsum run` with train.cuda_graph: the loop, its checkpoints and a resume work as without."""
     tiny_models.register()
-    first = make_trainer(tmp_path, steps=4, every=2, device="cuda", grad_accum=1, cuda_graph=True).run()
-    again = make_trainer(tmp_path, steps=6, every=2, device="cuda", grad_accum=1, cuda_graph=True).run()
+    first = make_trainer(tmp_path, steps=4, every=2, device="cuda", grad_accum=1, cuda_graph=True, compile=False).run()
+    again = make_trainer(tmp_path, steps=6, every=2, device="cuda", grad_accum=1, cuda_graph=True, compile=False).run()
     assert first.step == 4 and again.step == 6 and again.trained and again.loss == again.loss
 
 
 @pytest.mark.gpu
-def test_a_compiled_dimsum_run_samples_saves_and_resumes(tmp_path):
-    """`dimsum run` with train.compile on the GPU (inductor, our Triton mixer): training steps, EMA sample
-    grids drawn through the compiled blocks (no grad, another batch size), checkpoints and a resume; the
-    saved weights load into an uncompiled model. What making train.compile the CUDA default needs."""
+def test_a_compiled_dimsum_run_samples_saves_and_resumes(tmp_path, monkeypatch):
+    """`dimsum run` on the GPU compiles by default (train.compile: auto; inductor, our Triton mixer):
+    training steps, EMA sample grids drawn through the compiled blocks (no grad, another batch size),
+    checkpoints and a resume; the saved weights load into an uncompiled model."""
     from dimsum_core import load_model
+    from dimsum_core.network import PatchFlowModel
     from dimsum_core.train import CheckpointConfig, LogConfig, TrainConfig, Trainer
+
+    compiled = []
+    monkeypatch.setattr(PatchFlowModel, "compile_regions",
+                        lambda self, _c=PatchFlowModel.compile_regions, **o: (compiled.append(1), _c(self, **o))[1])
 
     model = {"name": "dimsum-S/2", "input_size": 8, "in_channels": 3, "num_classes": 4, "hidden_size": 64,
              "depth": 2, "mixer": {"name": "mamba", "backend": "triton"}}
 
     def trainer(steps: int) -> Trainer:
-        train = TrainConfig(steps=steps, global_batch_size=8, num_workers=0, device="cuda", compile=True,
+        train = TrainConfig(steps=steps, global_batch_size=8, num_workers=0, device="cuda",
                             precision="bf16", ema_decay=0.9, lr=1e-3)
         return Trainer(out_dir=tmp_path, model=model, data={"name": "procedural", "resolution": 8,
                                                             "num_classes": 4, "size": 64},
@@ -170,6 +175,7 @@ def test_a_compiled_dimsum_run_samples_saves_and_resumes(tmp_path):
     first = trainer(4).run()
     again = trainer(6).run()
     assert first.step == 4 and again.step == 6 and again.trained and again.loss == again.loss
+    assert compiled == [1, 1]  # each run compiled its model once
     assert len(list((tmp_path / "samples").glob("*.png"))) == 3  # steps 2, 4 and 6
     loaded = load_model(tmp_path)  # the newest checkpoint, step 6
     assert all(torch.isfinite(p).all() for p in loaded.parameters())

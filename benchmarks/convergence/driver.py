@@ -236,7 +236,7 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         "objective": plain(base.objective), "batch_size": t.global_batch_size, "lr": t.lr, "betas": list(t.betas),
         "weight_decay": t.weight_decay, "grad_clip": t.grad_clip, "ema_decay": t.ema_decay,
         "label_dropout": t.label_dropout, "precision": t.precision if device.type == "cuda" else "fp32",
-        "compile": t.compile, "cuda_graph": t.cuda_graph, "sampler": plain(base.log.sampler), "cfg_scale": base.log.cfg_scale,
+        "compile": t.compiles(device.type), "cuda_graph": t.cuda_graph, "sampler": plain(base.log.sampler), "cfg_scale": base.log.cfg_scale,
         "eval": eval_settings.__dict__, "nfe_sweep": NFE_SWEEP if args.nfe_sweep else [],
         "classifier": classifier_cfg.__dict__, "overrides": list(args.overrides),
         "device": _device_name(device), "torch": torch.__version__,

@@ -118,7 +118,7 @@ def train_arm(arm: Arm, seed: int, images: int, eval_every_images: int, train: S
         if model.num_classes < num_classes:
             raise DimsumError(f"arm {arm.name}: model.num_classes={model.num_classes} but the data has {num_classes}")
         train_step = TrainStep(model, objective, cfg, device)
-        if cfg.compile:
+        if cfg.compiles(device.type):
             model.compile_regions()
         run = ArmRun(arm.name, seed, sum(p.numel() for p in model.parameters()),
                      count_macs(model).macs / 1e9, total_steps, batch)

@@ -47,8 +47,9 @@ class TrainConfig:
     label_dropout: Fraction = 0.0
     #: tf32: fp32 weights with TF32 matmuls (official); bf16: autocast; fp32: strict
     precision: Precision = "tf32"
-    #: torch.compile the model: each repeated block once (FlowModel.compile_regions)
-    compile: bool = False
+    #: torch.compile the model, each repeated block once (FlowModel.compile_regions): auto = on a CUDA
+    #: device, where it was faster than eager at every size measured (docs/benchmarks.md), off on the CPU
+    compile: bool | Literal["auto"] = "auto"
     #: replay each step from CUDA graphs (forward + backward + clipping, then AdamW + EMA): removes the
     #: launch overhead that dominates small models; CUDA only, one process, grad_accum 1, fixed batch shape
     cuda_graph: bool = False
@@ -56,6 +57,10 @@ class TrainConfig:
     #: data loading processes per rank; more than a few dozen only costs memory
     num_workers: Annotated[int, Range(ge=0, le=64)] = 4
     device: Device = "auto"
+
+    def compiles(self, device_type: str) -> bool:
+        """Whether a run on ``device_type`` ("cuda", "cpu") compiles the model."""
+        return device_type == "cuda" if self.compile == "auto" else self.compile
 
     def lr_for(self, step: int, total_steps: int) -> float:
         """The lr of optimizer step ``step`` under this config's schedule (a pure function of the step)."""
