@@ -68,9 +68,14 @@ def triton_run(inputs: list[torch.Tensor], grad_out: torch.Tensor) -> tuple[torc
     return out, list(torch.autograd.grad(out, xs, grad_out))
 
 
-def assert_matches_reference(inputs: list[torch.Tensor], tol: float) -> None:
+def assert_matches_reference(inputs: list[torch.Tensor], tol: float, channels_last_grad: bool = False) -> None:
+    """``channels_last_grad``: the output's gradient as out_proj's backward hands it over, a transposed
+    view of (N, L, d) memory (the Gluon backward reads it as it is)."""
     g = torch.Generator(device=inputs[0].device).manual_seed(123)
-    grad_out = torch.randn(inputs[0].shape, generator=g, device=inputs[0].device).to(inputs[0].dtype)
+    n, d, length = inputs[0].shape
+    grad_out = torch.randn(n, length, d, generator=g, device=inputs[0].device).to(inputs[0].dtype).transpose(1, 2)
+    if not channels_last_grad:
+        grad_out = grad_out.contiguous()
     out, grads = triton_run(inputs, grad_out)
     ref, ref_grads = reference(inputs, grad_out)
     assert out.dtype == inputs[0].dtype and out.shape == inputs[0].shape
@@ -103,7 +108,8 @@ def test_kernels_in_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(triton_ops, "SCAN_BWD", (8, 16, 4))
     monkeypatch.setattr(triton_ops, "_block_groups", lambda batch, n_blocks, warps, device: 2)
     # L = 19: chunks of 8, 8 and 3; d = 20: blocks of 16 and 4; n = 3 (padded to 4); strided inputs
-    assert_matches_reference(scan_inputs(2, 19, 20, 3, torch.float32, "cpu", seed=0, channels_last=True), tol=1e-5)
+    assert_matches_reference(scan_inputs(2, 19, 20, 3, torch.float32, "cpu", seed=0, channels_last=True), tol=1e-5,
+                             channels_last_grad=True)
     g = torch.Generator().manual_seed(1)
     conv_inputs = (torch.randn(2, 37, 20, generator=g).transpose(1, 2), torch.randn(20, 1, 4, generator=g),
                    torch.randn(20, generator=g))
@@ -114,9 +120,10 @@ def test_kernels_in_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
     assert_conv_matches_reference(*conv_inputs, tol=1e-5)
 
 
+# d_state 16, 5 and 6: the Gluon forward takes 4, 1 and 2 states an iteration (triton_ops.GLUON_FWD_UNROLL)
 @pytest.mark.gpu
 @pytest.mark.parametrize("shape", [(1, 1, 64, 16), (2, 37, 100, 16), (1, 1024, 48, 16), (3, 256, 1024, 16),
-                                   (2, 300, 40, 5)], ids=str)
+                                   (2, 300, 40, 5), (2, 64, 40, 6)], ids=str)
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)], ids=["float32", "bf16"])
 def test_scan_matches_float64_reference(shape: tuple[int, int, int, int], dtype: torch.dtype, tol: float,
                                         scan_kernels: str) -> None:
@@ -145,7 +152,8 @@ def test_gluon_scan_other_tiles(tile: tuple[int, int], monkeypatch: pytest.Monke
 
 @pytest.mark.gpu
 def test_scan_takes_any_strides(scan_kernels: str) -> None:
-    assert_matches_reference(scan_inputs(2, 300, 72, 16, torch.float32, "cuda", seed=4, channels_last=True), 1e-5)
+    assert_matches_reference(scan_inputs(2, 300, 72, 16, torch.float32, "cuda", seed=4, channels_last=True), 1e-5,
+                             channels_last_grad=True)
 
 
 @pytest.mark.gpu
