@@ -76,6 +76,17 @@ def test_cuda_graph_refuses_what_it_cannot_capture_in_one_line():
     assert cuda_graph_problem(TrainConfig(), "cpu", 2) is None
 
 
+def test_adamw_is_fused_on_cuda_only():
+    """The CPU keeps PyTorch's default AdamW (per-tensor-list ops); the GPU tests check the fused one."""
+    from dimsum_core.config.nodes import build
+    from dimsum_core.train.config import TrainConfig
+    from dimsum_core.train.step import TrainStep
+
+    step = TrainStep(tiny_models.TinyTrainModel(input_size=8, num_classes=4), build("objective", "gvp"),
+                     TrainConfig(), torch.device("cpu"))
+    assert step.optimizer.defaults["fused"] is False
+
+
 def _graph_pair(name: str, cuda_graph: bool, **model_kwargs):  # noqa: ANN202
     from dimsum_core import create_model
     from dimsum_core.config.nodes import build
@@ -112,6 +123,7 @@ def test_a_graphed_step_trains_like_the_eager_one(name, kwargs):
         assert out[0] == pytest.approx(out[1], rel=1e-4), step
     (eager_model, eager), (graphed_model, graphed) = runs
     assert graphed.graphs is not None and eager.graphs is None
+    assert eager.optimizer.defaults["fused"] and graphed.optimizer.defaults["fused"]  # AdamW on CUDA
     for a, b in zip([*eager_model.parameters(), *eager.ema.parameters()],
                     [*graphed_model.parameters(), *graphed.ema.parameters()], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

@@ -83,8 +83,11 @@ class TrainStep:
                 p.requires_grad_(False)
         self.ema: nn.Module | None = create_ema(model) if ema else None
         self.params = [p for p in model.parameters() if p.requires_grad]
+        # fused on CUDA: one pass over parameters, gradients and moments instead of the default's ~18
+        # (per-tensor-list ops); the same update up to float32 rounding
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, betas=tuple(cfg.betas), eps=1e-8,
-                                           weight_decay=cfg.weight_decay, capturable=cfg.cuda_graph)
+                                           weight_decay=cfg.weight_decay, capturable=cfg.cuda_graph,
+                                           fused=device.type == "cuda")
         #: what runs the forward pass: the model or its DDP wrapper (train.compile compiles the model in place)
         self.net: nn.Module = model
         self.autocast = autocast(cfg.precision, device.type)
