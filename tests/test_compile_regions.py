@@ -107,3 +107,12 @@ def test_train_compile_auto_means_cuda_and_bad_values_get_one_line() -> None:
     with pytest.raises(RecipeError, match="train.compile") as err:
         as_config(TrainConfig, {"compile": "yes"}, "train")
     assert "\n" not in str(err.value)
+
+
+def test_doctor_says_whether_dimsum_run_compiles() -> None:
+    from dimsum_core.cli.doctor import diagnose
+
+    rows = {name: (status, meaning) for name, status, meaning in diagnose()}
+    status, meaning = rows["train.compile"]
+    assert status == ("auto -> on" if torch.cuda.is_available() else "auto -> off")
+    assert "train.compile" in meaning
