@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import sys
 
 
 class DimsumError(Exception):
@@ -47,3 +48,19 @@ def os_problem(exc: OSError) -> str:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"{what}: use a place you can write to"
     return what
+
+
+def compile_problem(exc: BaseException) -> str | None:
+    """A torch.compile failure (dynamo's or inductor's, raised where compiled code first runs) as one line
+    with the way out; None for any other exception. Compiling is on by default on CUDA, so a model or plugin
+    that does not compile must not end a run in a compiler traceback."""
+    dynamo = sys.modules.get("torch._dynamo.exc")  # not imported: nothing was compiled
+    if dynamo is None or not isinstance(exc, dynamo.TorchDynamoException):
+        return None
+    cause = getattr(exc, "inner_exception", None) or exc.__cause__  # what the backend raised, if it did
+    what = type(exc).__name__ + (f": {type(cause).__name__}" if cause is not None else "")
+    lines = str(cause if cause is not None else exc).strip().splitlines()
+    if lines:
+        what += f": {lines[0][:200]}"
+    return (f"torch.compile failed ({what}); run without compiling: train.compile=false for `dimsum run`, "
+            f"no --compile for `dimsum sample` and `dimsum bench`")

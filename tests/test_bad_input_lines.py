@@ -264,3 +264,32 @@ def test_a_broken_diffusers_install_is_one_line_and_doctor_says_so(tmp_path, mon
     assert doctor.exit_code == 0
     row = [line for line in doctor.output.splitlines() if line.startswith("diffusers")]
     assert len(row) == 1 and "VAE unavailable: diffusers is installed but does not import" in row[0]
+
+
+def test_a_model_that_does_not_compile_ends_the_run_in_one_line(tmp_path, monkeypatch):
+    """train.compile is on by default on CUDA: a compiler failure (here a backend that raises, as a plugin's
+    op that inductor cannot lower would) is one line naming the way out, and no checkpoint is written."""
+    import torch._dynamo
+
+    from dimsum_core.network import PatchFlowModel
+
+    def refusing_backend(gm, example_inputs):  # noqa: ANN001, ANN202
+        raise NotImplementedError("no lowering for plugin::op")
+
+    def compile_regions(self, **options):  # noqa: ANN001, ANN003, ANN202
+        for block in self.blocks:
+            block.compile(backend=refusing_backend)
+
+    monkeypatch.setattr(PatchFlowModel, "compile_regions", compile_regions)
+    torch._dynamo.reset()
+    line = one_error_line(invoke("run", "quickstart", "train.compile=true", "train.steps=2", "train.num_workers=0",
+                                 f"out_dir={tmp_path / 'run'}"))
+    torch._dynamo.reset()
+    assert line.startswith("error: torch.compile failed (BackendCompilerFailed: NotImplementedError: no lowering "
+                           "for plugin::op); "), line
+    assert line.endswith("run without compiling: train.compile=false for `dimsum run`, no --compile for "
+                         "`dimsum sample` and `dimsum bench`"), line
+    assert not list((tmp_path / "run").glob("checkpoints/*"))
+    from dimsum_core.errors import compile_problem
+
+    assert compile_problem(RuntimeError("CUDA out of memory")) is None  # other errors go on as they are

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from dimsum_core.errors import DimsumError, os_problem
+from dimsum_core.errors import DimsumError, compile_problem, os_problem
 
 
 class UserError(click.ClickException):
@@ -19,7 +19,7 @@ class UserError(click.ClickException):
 
 
 class DimsumGroup(click.Group):
-    """Turns :class:`DimsumError` from any command into a one-line message."""
+    """Turns :class:`DimsumError` (and a failed torch.compile) from any command into a one-line message."""
 
     def invoke(self, ctx: click.Context):  # noqa: ANN201
         try:
@@ -31,6 +31,10 @@ class DimsumGroup(click.Group):
         except OSError as exc:  # a file a command writes or reads, where no closer handler names it
             where = f"{exc.filename}: " if exc.filename else ""
             raise UserError(f"{where}{os_problem(exc)}") from None
+        except RuntimeError as exc:  # torch.compile's errors are RuntimeErrors; any other goes on as it is
+            if (problem := compile_problem(exc)) is None:
+                raise
+            raise UserError(problem) from None
 
 
 @click.group(cls=DimsumGroup, context_settings={"help_option_names": ["-h", "--help"]})
