@@ -169,8 +169,9 @@ def _both(spatial: nn.Module, x1: torch.Tensor, wavelet: nn.Module, x2: torch.Te
     graphs) the wavelet branch runs on a second stream, so the two branches' kernels fill the device
     together where one branch's do not (small models, small batches); autograd runs each backward op on
     its forward's stream, so the backward overlaps too. Same kernels, same inputs: the results are the
-    sequential ones. Compiled code and the CPU run them in turn."""
-    if x1.device.type != "cuda" or torch.compiler.is_compiling():
+    sequential ones. Compiled code, the CPU and distributed runs (whose gradient hooks were not checked
+    against a second stream) run them in turn."""
+    if x1.device.type != "cuda" or torch.compiler.is_compiling() or torch.distributed.is_initialized():
         return spatial(x1, c), wavelet(x2, c)
     main = torch.cuda.current_stream(x1.device)
     side = _SIDE_STREAMS.setdefault(x1.device.index, torch.cuda.Stream(x1.device))
