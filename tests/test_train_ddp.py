@@ -91,3 +91,39 @@ def test_ranks_leave_together(tmp_path, free_port):
     main_done = float((tmp_path / "main-done").read_text())
     assert float((tmp_path / "left-1").read_text()) >= main_done
     assert float((tmp_path / "left-0").read_text()) >= main_done
+
+
+GPU_MODEL = {"name": "dimsum-S/2", "input_size": 8, "in_channels": 3, "num_classes": 4, "hidden_size": 64,
+             "depth": 2, "mixer": {"name": "mamba", "backend": "triton"}}
+
+
+def _gpu_trainer(out_dir: Path, grad_accum: int) -> Trainer:
+    # train.compile is left at its default (auto: compiled on CUDA), as a torchrun user's run is
+    return Trainer(out_dir=out_dir, model=GPU_MODEL, data=DATA, seed=7,
+                   train=TrainConfig(steps=4, global_batch_size=8, grad_accum=grad_accum, num_workers=0,
+                                     device="cuda", precision="fp32", label_dropout=0.1, lr=1e-3, ema_decay=0.5),
+                   checkpoint=CheckpointConfig(every=4), log=LogConfig(every=1, sample_every=-1, tensorboard=False))
+
+
+def _gpu_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    _gpu_trainer(Path(out_dir), grad_accum=1).run()
+
+
+@pytest.mark.gpu
+def test_two_nccl_processes_on_two_gpus_match_one_process(tmp_path, free_port):
+    """The torchrun path on GPUs: DiMSUM with our Triton kernels, compiled (the CUDA default), two NCCL ranks
+    against one process accumulating two micro-batches; the same weights up to the order of the sums."""
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA GPUs (the two-GPU machine)")
+    single = tmp_path / "single"
+    _gpu_trainer(single, grad_accum=2).run()
+    ddp = tmp_path / "ddp"
+    mp.spawn(_gpu_worker, args=(2, free_port, str(ddp)), nprocs=2, join=True)
+    a = load_file(single / "checkpoints" / "0000004" / "model.safetensors")
+    b = load_file(ddp / "checkpoints" / "0000004" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
+    assert a["final_layer.linear.weight"].abs().sum() > 0  # zero at init: the runs trained
