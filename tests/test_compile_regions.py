@@ -4,6 +4,8 @@ compiler, no inductor): it counts traced graphs, which is what compile time scal
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 import torch._dynamo
@@ -95,18 +97,22 @@ def test_train_compile_compiles_the_blocks_and_saves_the_weights_uncompiled(tmp_
         torch.testing.assert_close(compiled[key], plain[key], rtol=0, atol=0)
 
 
-def test_train_compile_auto_means_cuda_and_bad_values_get_one_line() -> None:
+def test_train_compile_auto_means_cuda_and_bad_values_get_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     from dimsum_core.errors import RecipeError
     from dimsum_core.train import TrainConfig
     from dimsum_core.train.config import as_config
 
     assert TrainConfig().compile == "auto"
-    assert TrainConfig().compiles("cuda") and not TrainConfig().compiles("cpu")
+    triton = importlib.util.find_spec("triton") is not None
+    assert TrainConfig().compiles("cuda") == triton and not TrainConfig().compiles("cpu")
     assert TrainConfig(compile=True).compiles("cpu") and not TrainConfig(compile=False).compiles("cuda")
     assert as_config(TrainConfig, {"compile": False}, "train").compile is False
     with pytest.raises(RecipeError, match="train.compile") as err:
         as_config(TrainConfig, {"compile": "yes"}, "train")
     assert "\n" not in str(err.value)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "triton" else find_spec(name, *a))
+    assert not TrainConfig().compiles("cuda") and TrainConfig(compile=True).compiles("cuda")  # no Triton: eager
 
 
 def test_doctor_says_whether_dimsum_run_compiles() -> None:

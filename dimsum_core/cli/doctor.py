@@ -68,10 +68,12 @@ def diagnose() -> list[tuple[str, str, str]]:
     rows.append(("mixer backend", f"auto -> {backend}", why))
     from dimsum_core.train.config import TrainConfig
 
-    compiles = TrainConfig().compiles("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = torch.cuda.is_available()
+    compiles = TrainConfig().compiles("cuda" if cuda else "cpu")
     rows.append(("train.compile", f"auto -> {'on' if compiles else 'off'}",
                  "`dimsum run` compiles each repeated block once (~20-40 s for DiMSUM-L/2 on an H200), then "
                  "trains faster; train.compile=false skips it" if compiles else
+                 "Triton is not installed, which inductor needs on a GPU: `dimsum run` trains eagerly" if cuda else
                  "no CUDA device: `dimsum run` trains eagerly (train.compile=true compiles on the CPU too)"))
     m = mamba_status()
     rows.append(("mamba-ssm", _version("mamba-ssm") + ("" if m.loads else f" ({m.detail})") if m.installed else "not installed",

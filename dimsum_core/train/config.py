@@ -7,6 +7,7 @@ Defaults are the official DiMSUM settings (its `train.py` and `scripts/train.sh`
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -48,7 +49,8 @@ class TrainConfig:
     #: tf32: fp32 weights with TF32 matmuls (official); bf16: autocast; fp32: strict
     precision: Precision = "tf32"
     #: torch.compile the model, each repeated block once (FlowModel.compile_regions): auto = on a CUDA
-    #: device, where it was faster than eager at every size measured (docs/benchmarks.md), off on the CPU
+    #: device with Triton, where it was faster than eager at every size measured (docs/benchmarks.md); off
+    #: on the CPU
     compile: bool | Literal["auto"] = "auto"
     #: replay each step from CUDA graphs (forward + backward + clipping, then AdamW + EMA): removes the
     #: launch overhead that dominates small models; CUDA only, one process, grad_accum 1, fixed batch shape
@@ -59,8 +61,11 @@ class TrainConfig:
     device: Device = "auto"
 
     def compiles(self, device_type: str) -> bool:
-        """Whether a run on ``device_type`` ("cuda", "cpu") compiles the model."""
-        return device_type == "cuda" if self.compile == "auto" else self.compile
+        """Whether a run on ``device_type`` ("cuda", "cpu") compiles the model: auto = on a CUDA device
+        where Triton, inductor's GPU code generator, is installed (CUDA builds of torch bring it)."""
+        if self.compile == "auto":
+            return device_type == "cuda" and importlib.util.find_spec("triton") is not None
+        return self.compile
 
     def lr_for(self, step: int, total_steps: int) -> float:
         """The lr of optimizer step ``step`` under this config's schedule (a pure function of the step)."""
