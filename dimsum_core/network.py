@@ -61,6 +61,7 @@ from dimsum_core.nn.layers import (
     modulate,
     unpatchify,
 )
+from dimsum_core.nn.streams import side_by_side
 
 # -- wavelet token layouts ------------------------------------------------------------------------------
 # How the wavelet branch turns the token grid into a sequence of wavelet tokens of the same count and width,
@@ -160,32 +161,6 @@ class WaveletBranch(nn.Module):
 
 # -- the DiM block --------------------------------------------------------------------------------------
 
-_SIDE_STREAMS: dict[int, torch.cuda.Stream] = {}
-
-
-def _both(spatial: nn.Module, x1: torch.Tensor, wavelet: nn.Module, x2: torch.Tensor,
-          c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two branches, which share nothing until the fusion. On a GPU (eager or replayed from CUDA
-    graphs) the wavelet branch runs on a second stream, so the two branches' kernels fill the device
-    together where one branch's do not (small models, small batches); autograd runs each backward op on
-    its forward's stream, so the backward overlaps too. Same kernels, same inputs: the results are the
-    sequential ones. Compiled code, the CPU and distributed runs (whose gradient hooks were not checked
-    against a second stream) run them in turn."""
-    if x1.device.type != "cuda" or torch.compiler.is_compiling() or torch.distributed.is_initialized():
-        return spatial(x1, c), wavelet(x2, c)
-    main = torch.cuda.current_stream(x1.device)
-    side = _SIDE_STREAMS.setdefault(x1.device.index, torch.cuda.Stream(x1.device))
-    side.wait_stream(main)
-    with torch.cuda.stream(side):
-        y2 = wavelet(x2, c)
-    y1 = spatial(x1, c)
-    main.wait_stream(side)
-    for t in (x2, c):  # made on the main stream, read on the side one: not reused before the side is done
-        t.record_stream(side)
-    y2.record_stream(main)  # made on the side stream, read on the main one
-    return y1, y2
-
-
 class DiMBlock(nn.Module):
     """DiMSUM's block: spatial + wavelet Mamba branches, fusion, gated MLP (official `DiMBlockCombined`).
 
@@ -223,7 +198,7 @@ class DiMBlock(nn.Module):
         h = self.norm(residual).to(hidden.dtype)  # (N, T, D)
         if self.branches == "both":
             x1, x2 = h.chunk(2, dim=-1)  # first half -> spatial branch, second half -> wavelet branch
-            h = h + self.proj(*_both(self.spatial_mamba, x1, self.freq_mamba, x2, c))
+            h = h + self.proj(*side_by_side(self.spatial_mamba, x1, self.freq_mamba, x2, c))
         else:
             h = self.spatial_mamba(h, c)
         shift, scale, gate = self.adaLN_modulation(c).chunk(3, dim=1)

@@ -154,7 +154,7 @@ def test_branches_on_two_streams_equal_branches_in_turn(monkeypatch: pytest.Monk
 
     needs("triton")
     side, side_grads = run()
-    monkeypatch.setattr(network, "_both", lambda s, x1, w, x2, c: (s(x1, c), w(x2, c)))
+    monkeypatch.setattr(network, "side_by_side", lambda s, x1, w, x2, c: (s(x1, c), w(x2, c)))
     turn, turn_grads = run()
     torch.testing.assert_close(side, turn, rtol=1e-5, atol=1e-6)
     assert len(side_grads) == len(turn_grads) > 20
