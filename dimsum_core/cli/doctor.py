@@ -49,6 +49,20 @@ def _diffusers_row() -> tuple[str, str, str]:
     return "diffusers", version, "VAE encode/decode for latent models"
 
 
+def _compile_row(cuda: bool) -> tuple[str, str, str]:
+    """Whether `dimsum run` compiles here by default (train.compile: auto), and why."""
+    from dimsum_core.train.config import TrainConfig
+
+    if TrainConfig().compiles("cuda" if cuda else "cpu"):
+        return ("train.compile", "auto -> on", "`dimsum run` compiles each repeated block once (~20-40 s for "
+                "DiMSUM-L/2 on an H200), then trains faster; train.compile=false skips it")
+    if cuda:
+        return ("train.compile", "auto -> off",
+                "Triton is not installed, which inductor needs on a GPU: `dimsum run` trains eagerly")
+    return ("train.compile", "auto -> off",
+            "no CUDA device: `dimsum run` trains eagerly (train.compile=true compiles on the CPU too)")
+
+
 def diagnose() -> list[tuple[str, str, str]]:
     """(component, status, meaning) rows."""
     import torch
@@ -66,15 +80,7 @@ def diagnose() -> list[tuple[str, str, str]]:
                  "dimsum's Triton kernels need Triton and a CUDA device (a CUDA build of torch brings Triton)"))
     backend, why = auto_path_reason()
     rows.append(("mixer backend", f"auto -> {backend}", why))
-    from dimsum_core.train.config import TrainConfig
-
-    cuda = torch.cuda.is_available()
-    compiles = TrainConfig().compiles("cuda" if cuda else "cpu")
-    rows.append(("train.compile", f"auto -> {'on' if compiles else 'off'}",
-                 "`dimsum run` compiles each repeated block once (~20-40 s for DiMSUM-L/2 on an H200), then "
-                 "trains faster; train.compile=false skips it" if compiles else
-                 "Triton is not installed, which inductor needs on a GPU: `dimsum run` trains eagerly" if cuda else
-                 "no CUDA device: `dimsum run` trains eagerly (train.compile=true compiles on the CPU too)"))
+    rows.append(_compile_row(torch.cuda.is_available()))
     m = mamba_status()
     rows.append(("mamba-ssm", _version("mamba-ssm") + ("" if m.loads else f" ({m.detail})") if m.installed else "not installed",
                  "optional reference kernels: mixer backend 'cuda' can use them" if m.loads else
