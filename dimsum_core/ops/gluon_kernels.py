@@ -74,6 +74,37 @@ def _flip(x, BD: gl.constexpr, T: gl.constexpr, layout: gl.constexpr):
 
 
 @gluon.jit
+def _halves(x, BD: gl.constexpr, n: gl.constexpr):
+    """(BD, n) -> its even and odd steps, (BD, n / 2) each (in each thread's registers)."""
+    return gl.split(x.reshape([BD, n // 2, 2]))
+
+
+@gluon.jit
+def _interleave(a, b, BD: gl.constexpr, n: gl.constexpr):
+    """a0 b0 a1 b1 ... of two (BD, n / 2) tiles (b brought to a's layout: the same registers)."""
+    return gl.join(a, gl.convert_layout(b, a.type.layout)).reshape([BD, n])
+
+
+@gluon.jit
+def _shift_in(x, edge, BD: gl.constexpr, T: gl.constexpr, layout: gl.constexpr):
+    """x one step earlier along time (axis 1, in each thread): y_t = x_{t+1}, the last step ``edge`` (BD,).
+    shift(x) interleaves x's odd steps with shift(x's even steps), down to one step: register moves."""
+    e1, o1 = _halves(x, BD, T)
+    e2, o2 = _halves(e1, BD, T // 2)
+    e3, o3 = _halves(e2, BD, T // 4)
+    s = gl.expand_dims(edge, 1)
+    if T >= 16:
+        e4, o4 = _halves(e3, BD, T // 8)
+        if T == 32:
+            _, o5 = _halves(e4, BD, 2)
+            s = _interleave(o5, s, BD, 2)
+        s = _interleave(o4, s, BD, T // 8)
+    s = _interleave(o3, s, BD, T // 4)
+    s = _interleave(o2, s, BD, T // 2)
+    return gl.convert_layout(_interleave(o1, s, BD, T), layout)
+
+
+@gluon.jit
 def _mask(mask_d, t, L, EVEN: gl.constexpr):
     """The chunk's tile mask; with EVEN (L a multiple of T) only channels are masked, so the mask is
     constant along a thread's steps and its loads stay vectors."""
@@ -207,7 +238,7 @@ def scan_bwd_kernel(
         mask = _mask(mask_d, t, L, EVEN)
         mask_next = mask_d[:, None] & (t + 1 < L)[None, :]
         delta = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
-        delta_next = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t + 1, mask_next, bias)
+        d_edge = _last(_load_delta(delta_ptr, sdl_d, sdl_t, cols, t + 1, mask_next, bias), steps, T - 1)
         z = _load_tile(z_ptr, sz_d, sz_t, cols, t, mask)
         gy = _load_tile(dout_ptr, sg_d, sg_t, cols, t, mask) * z * _sigmoid(z)  # dL/dy
         du = delta * _load_tile(u_ptr, su_d, su_t, cols, t, mask)
@@ -227,10 +258,14 @@ def scan_bwd_kernel(
                                   sB_n, sB_t, sC_n, sC_t, BD, EVEN)
             q_after_n = gl.load(carry_ptr + s1 * BD + lane, mask=mask_d & (ci > 0), other=0.0)
             dA_n = gl.load(dA_ptr + cols * n + s1, mask=mask_d & (ci > 0), other=0.0)
-            h, b_in = _state_scan(delta, du, A_s, B_s, h0)
+            a = gl.exp2(delta * (A_s * LOG2E)[:, None])
+            b_in = du * B_s[None, :]
+            a_cum, b_cum = gl.associative_scan((a, b_in), 1, _affine)
+            h = a_cum * h0[:, None] + b_cum
             y += h * C_s[None, :]
-            # adjoint q_t = C_t gy_t + a_{t+1} q_{t+1}: a forward scan between two in-register flips
-            a_next = gl.exp2(delta_next * (A_s * LOG2E)[:, None])
+            # adjoint q_t = C_t gy_t + a_{t+1} q_{t+1}: a forward scan between two in-register flips; a_{t+1}
+            # is the next step's a (one exp2 a state for the chunk's last step, not one a step)
+            a_next = _shift_in(a, gl.exp2(d_edge * (A_s * LOG2E)), BD, T, TILE)
             a_r, q_r = gl.associative_scan((_flip(a_next, BD, T, TILE), _flip(C_s[None, :] * gy, BD, T, TILE)),
                                            1, _affine)
             q = _flip(q_r + a_r * q_after[:, None], BD, T, TILE)
