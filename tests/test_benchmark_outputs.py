@@ -51,3 +51,22 @@ def test_bench_table_shows_compiled_tf32(capsys):
     print_table(result)
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("dimsum-L/2"))
     assert row.rstrip().endswith("301.5")
+
+
+def test_profile_steps_sorts_kernels_into_categories_by_name():
+    """benchmarks/profile_steps.py: the first matching category wins (a fused inductor kernel named after a
+    reduction is a reduction), anything unmatched is "other", totals in ms, largest first."""
+    spec = importlib.util.spec_from_file_location("profile_steps", REPO / "benchmarks" / "profile_steps.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    kernels = [{"name": "scan_bwd_kernel", "us": 600.0}, {"name": "scan_fwd_kernel", "us": 200.0},
+               {"name": "nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NNT", "us": 500.0},
+               {"name": "triton_red_fused_native_layer_norm_0", "us": 300.0},
+               {"name": "triton_poi_fused_cat_clone_transpose_30", "us": 100.0},
+               {"name": "triton_poi_fused_gelu_mul_1", "us": 50.0}, {"name": "mystery", "us": 1.0}]
+    cats = module.categorize(kernels)
+    assert cats == {"scan": 0.8, "matrix products": 0.5, "reductions and norms": 0.3,
+                    "copies and layouts": 0.1, "inductor fused": 0.05, "other": 0.001}
+    assert list(cats) == sorted(cats, key=cats.get, reverse=True)
+    out = module.arguments().parse_args([]).out
+    assert not (REPO / out).resolve().is_relative_to(REPO / "benchmarks" / "results")
