@@ -388,3 +388,59 @@ def test_show_scan_without_matplotlib_says_how_to_install(tmp_path, monkeypatch)
     result = show_scan("sweep4", "-o", str(tmp_path / "x.png"))
     assert result.exit_code == 2
     assert 'pip install -e ".[plot]"' in result.stderr
+
+
+def _backward_ops(fn, x: torch.Tensor) -> list[str]:
+    """The aten ops that the backward of a weighted sum of ``fn(x)`` runs (distinct weights, so every token's
+    gradient differs and a wrong inverse shows)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Record(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            self.ops.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    out = fn(x)
+    weights = torch.arange(out.numel(), dtype=out.dtype).reshape(out.shape)
+    with Record() as rec:
+        (out * weights).sum().backward()
+    return rec.ops
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_scan_gradients_are_gathers_equal_to_index_selects(dtype):
+    """A scan's and an unscan's gradient is the inverse gather, bitwise what index_select's scatter-add
+    gives, with no index_add (atomics on a GPU, a fusion barrier when compiled) and no zero fill."""
+    index = ScanIndex(make({"name": "zigzag8"}), 4, 6, 3)
+    x = torch.randn(2, 24, 5, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    for ours, reference in ((index.scan, lambda t: t.index_select(1, index.perm)),
+                            (index.unscan, lambda t: t.index_select(1, index.inv))):
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ours_ops, reference_ops = _backward_ops(ours, a), _backward_ops(reference, b)
+        assert torch.equal(a.grad, b.grad)
+        assert "index_select" in ours_ops and "index_add" not in ours_ops and "zeros" not in ours_ops
+        assert "index_add" in reference_ops  # index_select's own backward scatters: what this replaces
+    # differentiable twice: the gradient's gradient is the forward gather again
+    leaf = x.double().requires_grad_()
+    (g,) = torch.autograd.grad((index.scan(leaf) ** 2).sum(), leaf, create_graph=True)
+    assert torch.equal(g, 2 * leaf)
+    assert torch.autograd.gradcheck(index.scan, (torch.randn(1, 24, 2, dtype=torch.float64, requires_grad=True),))
+
+
+def test_compiled_scan_matches_eager_values_and_gradients():
+    index = ScanIndex(make({"name": "sweep8"}), 4, 4, 1)
+    x = torch.randn(2, 16, 3, generator=torch.Generator().manual_seed(1))
+
+    def roundtrip(t: torch.Tensor) -> torch.Tensor:
+        return index.unscan(index.scan(t) * torch.arange(16.0)[None, :, None])
+
+    compiled = torch.compile(roundtrip, fullgraph=True, backend="aot_eager")
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_a, out_b = roundtrip(a), compiled(b)
+    out_a.sum().backward()
+    out_b.sum().backward()
+    assert torch.equal(out_a, out_b) and torch.equal(a.grad, b.grad)

@@ -62,6 +62,25 @@ def checked_order(scan: ScanOrder, height: int, width: int, layer: int) -> torch
     return perm
 
 
+class _Permute(torch.autograd.Function):
+    """``x.index_select(1, perm)`` whose gradient gathers by the inverse permutation. The default gradient of a
+    gather is a scatter-add (``index_add``: a zero fill plus atomics, and under compile a kernel inductor cannot
+    fuse); for a permutation every token receives exactly one gradient, so the gather gives the same values."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, perm: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
+        return x.index_select(1, perm)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
+        ctx.save_for_backward(inputs[1], inputs[2])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # noqa: ANN001
+        perm, inv = ctx.saved_tensors
+        return _Permute.apply(grad, inv, perm), None, None
+
+
 class ScanIndex(nn.Module):
     """A fixed scan of one layer, stored as non-persistent buffers (they follow `.to(device)`
     and stay out of checkpoints).
@@ -77,10 +96,10 @@ class ScanIndex(nn.Module):
         self.register_buffer("inv", inverse_permutation(perm), persistent=False)
 
     def scan(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self._skip() else x.index_select(1, self.perm)
+        return x if self._skip() else _Permute.apply(x, self.perm, self.inv)
 
     def unscan(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self._skip() else x.index_select(1, self.inv)
+        return x if self._skip() else _Permute.apply(x, self.inv, self.perm)
 
     def _skip(self) -> bool:
         # compiled code gathers even in identity order, so one compiled block serves every layer (a
