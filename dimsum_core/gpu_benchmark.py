@@ -128,14 +128,20 @@ def matmul_peak_tflops() -> float:
     return 2 * 8192**3 / seconds / 1e12
 
 
-def build_model(name: str, latent: int, mixer_backend: str = "auto") -> FlowModel:
+#: image size (px) -> (the model's input side, input channels): 256 and 512 px in the SD-VAE latent space
+#: (side / 8, 4 channels), as the paper trains; 32 px in pixel space (3 channels, no VAE), the small-model
+#: setting of the convergence study and of issue 14's S/2 target
+IMAGE_SIZES = {256: (32, 4), 512: (64, 4), 32: (32, 3)}
+
+
+def build_model(name: str, latent: int, mixer_backend: str = "auto", in_channels: int = 4) -> FlowModel:
     """The preset on the GPU, its Mamba mixers (if it has any) on ``mixer_backend``."""
     from dimsum_core.plugin.manager import registry
 
     torch.manual_seed(0)
     takes_mixer = "mixer" in inspect.signature(registry("model").get(name).factory).parameters
     overrides = {"mixer": {"name": "mamba", "backend": mixer_backend}} if takes_mixer else {}
-    return create_model(name, input_size=latent, num_classes=1000, **overrides).cuda()
+    return create_model(name, input_size=latent, in_channels=in_channels, num_classes=1000, **overrides).cuda()
 
 
 def train_step_fn(model: FlowModel, batch: int, precision: Precision, compile: bool = False,
@@ -154,15 +160,15 @@ def train_step_fn(model: FlowModel, batch: int, precision: Precision, compile: b
     return functools.partial(step, x1, y, generator)
 
 
-def measure_training(name: str, latent: int, batch: int, bf16: bool, repeats: int,
-                     compile: bool = False, mixer_backend: str = "auto", cuda_graph: bool = False) -> dict[str, Any]:
+def measure_training(name: str, latent: int, batch: int, bf16: bool, repeats: int, compile: bool = False,
+                     mixer_backend: str = "auto", cuda_graph: bool = False, in_channels: int = 4) -> dict[str, Any]:
     """One training step's throughput; with ``compile``, of the compiled model (default mode),
     timed after the first step, which compiles (its wall time is reported as ``compile_s``); with
     ``cuda_graph``, replayed from CUDA graphs (the first step captures them)."""
     precision: Precision = "bf16" if bf16 else "tf32"
     extra: dict[str, Any] = {}
     with precision_scope(precision, training=True):
-        model = build_model(name, latent, mixer_backend).train()
+        model = build_model(name, latent, mixer_backend, in_channels).train()
         torch.cuda.reset_peak_memory_stats()
         try:
             step = train_step_fn(model, batch, precision, compile, cuda_graph)
@@ -267,7 +273,7 @@ def forward_breakdown(name: str, latent: int, batch: int, mixer_backend: str = "
 
 def run(models: list[str], out: str, repeats: int = 5, batch_256: int = 64, batch_512: int = 16,
         sizes: tuple[int, ...] = (256, 512), compile: bool = False, mixer_backend: str = "auto",
-        cuda_graph: bool = False) -> dict:
+        cuda_graph: bool = False, batch_32: int = 128) -> dict:
     """Measure every model at each of ``sizes`` (px), print the table, write JSON to ``out``; returns
     the result. ``compile`` adds bf16 training of the compiled model (``compile_regions``), ``cuda_graph``
     bf16 training replayed from CUDA graphs (both: the compiled model replayed); ``mixer_backend`` is
@@ -285,11 +291,12 @@ def run(models: list[str], out: str, repeats: int = 5, batch_256: int = 64, batc
                               "models": {}}
     for name in models:
         r: dict[str, Any] = {}
-        for px, latent, batch in ((256, 32, batch_256), (512, 64, batch_512)):
+        for px, batch in ((256, batch_256), (512, batch_512), (32, batch_32)):
             if px not in sizes:
                 continue
+            latent, channels = IMAGE_SIZES[px]
             with torch.device("meta"):
-                macs = count_macs(create_model(name, input_size=latent, num_classes=1000)).macs
+                macs = count_macs(create_model(name, input_size=latent, in_channels=channels, num_classes=1000)).macs
             train_flops = 6 * macs  # forward (2·MACs) + backward (2× forward)
             entry: dict[str, Any] = {"batch": batch, "gflops_per_image_forward": 2 * macs / 1e9}
             variants = [("train_tf32", False, False, False), ("train_bf16", True, False, False)]
@@ -301,7 +308,7 @@ def run(models: list[str], out: str, repeats: int = 5, batch_256: int = 64, batc
             variants += [(_TF32_FASTEST[cuda_graph], False, True, cuda_graph)] if compile else []
             for key, bf16, compiled, graphed in variants:
                 m = measure_training(name, latent, batch, bf16, repeats, compile=compiled, mixer_backend=mixer_backend,
-                                     cuda_graph=graphed)
+                                     cuda_graph=graphed, in_channels=channels)
                 if "img_per_s" in m:
                     m["mfu"] = m["img_per_s"] * train_flops / (peak * 1e12)
                 entry[key] = m
@@ -333,7 +340,8 @@ def print_table(result: dict[str, Any]) -> None:
           f"mixer backend {result.get('mixer_backend', 'auto')}")
     print(f"{'model':<12}{'px':>5}{'batch':>7}{'train tf32':>12}{'train bf16':>12}{'MFU bf16':>10}"
           f"{'peak GiB':>10}{'fwd b1 ms':>11}{'graphed':>9}{'fwd b64 img/s':>15}{'compiled bf16':>15}"
-          f"{'graphed compiled':>18}{'graphed bf16':>14}{'graphed compiled bf16':>23}{'compiled tf32':>15}")
+          f"{'graphed compiled':>18}{'graphed bf16':>14}{'graphed compiled bf16':>23}{'compiled tf32':>15}"
+          f"{'compile s':>11}")
     for name, by_px in result["models"].items():
         for px, e in by_px.items():
             tf, bf = e["train_tf32"], e["train_bf16"]
@@ -347,5 +355,6 @@ def print_table(result: dict[str, Any]) -> None:
                   f"{fmt(e['forward_b1_tf32_cuda_graph_compiled'], 'ms', '18.2f') if 'forward_b1_tf32_cuda_graph_compiled' in e else '':>18}"
                   f"{fmt(e['train_bf16_graphed'], 'img_per_s', '14.1f') if 'train_bf16_graphed' in e else '':>14}"
                   f"{fmt(e['train_bf16_compiled_graphed'], 'img_per_s', '23.1f') if 'train_bf16_compiled_graphed' in e else '':>23}"
-                  f"{next((fmt(e[k], 'img_per_s', '15.1f') for k in _TF32_FASTEST.values() if k in e), ''):>15}")
+                  f"{next((fmt(e[k], 'img_per_s', '15.1f') for k in _TF32_FASTEST.values() if k in e), ''):>15}"
+                  f"{fmt(e['train_bf16_compiled'], 'compile_s', '11.1f') if 'train_bf16_compiled' in e else '':>11}")
 

@@ -37,8 +37,8 @@ def test_scan_benchmark_table_reports_both_branches_in_one_call(capsys):
 
 def test_bench_table_shows_compiled_tf32(capsys):
     """`dimsum bench --compile` also times TF32 training compiled (graphed with --cuda-graph), issue 14's TF32
-    target being compiled against compiled like the others; the table's last column shows it, blank where a
-    run has none (session 9's committed result)."""
+    target being compiled against compiled like the others; the table's next-to-last column shows it, blank
+    where a run has none (session 9's committed result), and the last the compile's seconds."""
     import json
 
     from dimsum_core.gpu_benchmark import print_table
@@ -50,7 +50,8 @@ def test_bench_table_shows_compiled_tf32(capsys):
     result["models"]["dimsum-L/2"]["256px"]["train_tf32_compiled_graphed"] = {"img_per_s": 301.5}
     print_table(result)
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("dimsum-L/2"))
-    assert row.rstrip().endswith("301.5")
+    compile_s = result["models"]["dimsum-L/2"]["256px"]["train_bf16_compiled"]["compile_s"]
+    assert row.split()[-2:] == ["301.5", f"{compile_s:.1f}"]  # compiled TF32, then the compile's seconds
 
 
 def test_profile_steps_sorts_kernels_into_categories_by_name():

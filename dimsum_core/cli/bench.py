@@ -12,8 +12,11 @@ import click
 @click.option("--repeats", default=5, show_default=True, help="Timed repeats per measurement (median).")
 @click.option("--batch-256", default=64, show_default=True, help="Training batch at 256 px (32×32 latent).")
 @click.option("--batch-512", default=16, show_default=True, help="Training batch at 512 px (64×64 latent).")
-@click.option("--sizes", multiple=True, type=click.Choice(["256", "512"]), default=("256", "512"),
-              show_default=True, help="Image sizes to measure (repeat the option).")
+@click.option("--batch-32", default=128, show_default=True,
+              help="Training batch at 32 px (pixel space, 3 channels: the study's small-model setting).")
+@click.option("--sizes", multiple=True, type=click.Choice(["256", "512", "32"]), default=("256", "512"),
+              show_default=True, help="Image sizes to measure (repeat the option): 256 and 512 px in the VAE's "
+                                      "latent space, 32 px in pixel space.")
 @click.option("--compile", "compile_", is_flag=True,
               help="Also time bf16 training of the compiled model, as train.compile does (compiling DiMSUM-L/2 takes ~30 s on an H200).")
 @click.option("--cuda-graph", is_flag=True,
@@ -21,10 +24,10 @@ import click
                    "the compiled model replayed too).")
 @click.option("--mixer-backend", type=click.Choice(["auto", "triton", "cuda", "torch"]), default="auto",
               show_default=True, help="Kernels of the Mamba mixers (cuda: mamba-ssm's, for comparison).")
-def bench(models: tuple[str, ...], out: str, repeats: int, batch_256: int, batch_512: int,
+def bench(models: tuple[str, ...], out: str, repeats: int, batch_256: int, batch_512: int, batch_32: int,
           sizes: tuple[str, ...], compile_: bool, cuda_graph: bool, mixer_backend: str) -> None:
     """Training throughput (TF32 and bf16), forward latency, peak memory, MFU and the forward time
-    share of each part, for each model at 256 and 512 px, in one process on one GPU.
+    share of each part, for each model at 256 and 512 px (and 32 px in pixel space), in one process on one GPU.
 
     \b
     Examples:
@@ -32,8 +35,9 @@ def bench(models: tuple[str, ...], out: str, repeats: int, batch_256: int, batch
       dimsum bench --models dimsum-L/2 --batch-256 32 --out my.json
       dimsum bench --sizes 256 --compile --cuda-graph
       dimsum bench --models dimsum-L/2 --sizes 256 --mixer-backend cuda
+      dimsum bench --models dimsum-S/2 --models dit-S/2 --sizes 32 --compile --cuda-graph
     """
     from dimsum_core.gpu_benchmark import run
 
     run(list(models), out, repeats, batch_256, batch_512, tuple(int(s) for s in sizes), compile_, mixer_backend,
-        cuda_graph)
+        cuda_graph, batch_32)

@@ -1,0 +1,46 @@
+"""`dimsum bench`: what the command passes to the GPU benchmark, the image sizes it knows, and its one line on a
+machine without a GPU (the measurements themselves run on the GPU machine: docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from dimsum_core import create_model
+from dimsum_core.cli.main import cli
+from dimsum_core.gpu_benchmark import IMAGE_SIZES
+
+
+def test_sizes_and_batches_reach_the_benchmark(monkeypatch):
+    calls = []
+    monkeypatch.setattr("dimsum_core.gpu_benchmark.run", lambda *args: calls.append(args))
+    result = CliRunner().invoke(cli, ["bench", "--models", "dimsum-S/2", "--models", "dit-S/2", "--sizes", "32",
+                                      "--batch-32", "96", "--compile", "--cuda-graph", "--out", "x.json"])
+    assert result.exit_code == 0, result.output
+    models, out, repeats, batch_256, batch_512, sizes, compile_, backend, graphs, batch_32 = calls[0]
+    assert (models, out, sizes, batch_32, compile_, graphs) == (["dimsum-S/2", "dit-S/2"], "x.json", (32,), 96, True, True)
+    assert (batch_256, batch_512, backend) == (64, 16, "auto")
+
+
+@pytest.mark.parametrize("px", sorted(IMAGE_SIZES))
+def test_each_image_size_builds_the_model_input_it_names(px):
+    """256 and 512 px are the VAE's latents (side / 8, 4 channels), 32 px is pixel space (3 channels)."""
+    side, channels = IMAGE_SIZES[px]
+    assert side == (px // 8 if channels == 4 else px)
+    with torch.device("meta"):
+        model = create_model("dit-S/2", input_size=side, in_channels=channels, num_classes=1000)
+        out = model(torch.empty(2, channels, side, side), torch.empty(2), torch.zeros(2, dtype=torch.long))
+    assert out.shape == (2, channels, side, side)
+
+
+def test_an_unknown_size_is_one_line():
+    result = CliRunner().invoke(cli, ["bench", "--sizes", "64"])
+    assert result.exit_code != 0 and "'64' is not one of '256', '512', '32'" in result.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without a GPU")
+def test_without_a_gpu_the_benchmark_says_so_in_one_line():
+    result = CliRunner().invoke(cli, ["bench", "--sizes", "32"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code != 0 and lines == ["error: the GPU benchmark needs a CUDA GPU (this machine has none)"]
