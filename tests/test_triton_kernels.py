@@ -7,12 +7,17 @@ opcheck and determinism (the compiled mixer: tests/test_selective_scan_op.py). O
 Triton is installed, the same kernels run in Triton's interpreter (conftest sets ``TRITON_INTERPRET=1``
 without CUDA) at one small shape that still crosses every boundary: several chunks, a partial last
 chunk, a partial channel block, a state size that is not a power of two, and a backward program that
-walks two channel blocks.
+walks two channel blocks. The Gluon kernels, which the interpreter cannot run, are compiled for sm_90 there.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -137,6 +142,49 @@ def test_scan_backward_walks_chunks_and_blocks(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(triton_ops, "SCAN_BWD", (64, 8, 2))
     monkeypatch.setattr(triton_ops, "_block_groups", lambda batch, n_blocks, warps, device: 3)
     assert_matches_reference(scan_inputs(2, 300, 72, 16, torch.float32, "cuda", seed=9), 1e-5)
+
+
+# Compiles the Gluon scans for sm_90 and prints one JSON line per kernel. It runs in a fresh interpreter without
+# TRITON_INTERPRET: under the interpreter (conftest sets it on a CPU) the shared Triton helpers are interpreted
+# functions, which a Gluon kernel cannot call.
+_COMPILE_GLUON = """
+import json, sys, triton
+from triton.backends.compiler import GPUTarget
+from triton.experimental.gluon._runtime import GluonASTSource
+from dimsum_core.ops import gluon_kernels
+BF16 = {"u_ptr", "delta_ptr", "z_ptr", "B_ptr", "C_ptr", "dout_ptr", "du_ptr", "ddelta_ptr", "dz_ptr", "out_ptr"}
+for (steps, warps), even, unroll in json.loads(sys.argv[1]):
+    for name in ("scan_fwd_kernel", "scan_bwd_kernel"):
+        fn = getattr(gluon_kernels, name)
+        constants = {"T": steps, "BD": 32 * warps, "EVEN": even, "U": unroll}
+        constants = {k: v for k, v in constants.items() if k in fn.arg_names}
+        signature = {a: "constexpr" if a in constants else ("*bf16" if a in BF16 else "*fp32") if a.endswith("_ptr")
+                     else "i32" for a in fn.arg_names}
+        kernel = triton.compile(GluonASTSource(fn, signature, constants), target=GPUTarget("cuda", 90, 32),
+                                options={"num_warps": warps})
+        print(json.dumps({"kernel": name, "tile": [steps, warps], "cubin_bytes": len(kernel.asm["cubin"])}), flush=True)
+"""
+
+
+@needs_triton
+def test_gluon_kernels_compile_for_hopper_without_a_gpu() -> None:
+    """Triton's interpreter cannot run Gluon, but Triton compiles it for sm_90 on any machine: the training tile
+    and the two others the GPU tests run (8 and 32 steps a thread, so both branches of the in-register shift),
+    with and without a partial last chunk, forward and backward. A kernel change that does not compile fails
+    here, in CI, before a GPU sees it. Measured: ~15 s (one process, six compiles)."""
+    if importlib.util.find_spec("triton.experimental.gluon") is None:
+        pytest.skip("this Triton has no Gluon")
+    n = 16
+    cases = [(list(triton_ops.GLUON_SCAN), True, math.gcd(n, triton_ops.GLUON_FWD_UNROLL)), ([8, 1], False, 1),
+             ([32, 4], True, 2)]
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-c", _COMPILE_GLUON, json.dumps(cases)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    compiled = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(c["kernel"], c["tile"]) for c in compiled] == [
+        (k, tile) for tile, _, _ in cases for k in ("scan_fwd_kernel", "scan_bwd_kernel")]
+    assert all(c["cubin_bytes"] > 10_000 for c in compiled)
 
 
 @pytest.mark.gpu
