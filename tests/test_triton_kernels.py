@@ -7,12 +7,14 @@ opcheck and determinism (the compiled mixer: tests/test_selective_scan_op.py). O
 Triton is installed, the same kernels run in Triton's interpreter (conftest sets ``TRITON_INTERPRET=1``
 without CUDA) at one small shape that still crosses every boundary: several chunks, a partial last
 chunk, a partial channel block, a state size that is not a power of two, and a backward program that
-walks two channel blocks. The Gluon kernels, which the interpreter cannot run, are compiled for sm_90 there.
+walks two channel blocks. The Gluon kernels, which the interpreter cannot run, are compiled for sm_90 there, and
+their launches are checked against their signatures.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import math
 import os
@@ -185,6 +187,47 @@ def test_gluon_kernels_compile_for_hopper_without_a_gpu() -> None:
     assert [(c["kernel"], c["tile"]) for c in compiled] == [
         (k, tile) for tile, _, _ in cases for k in ("scan_fwd_kernel", "scan_bwd_kernel")]
     assert all(c["cubin_bytes"] > 10_000 for c in compiled)
+
+
+class _CheckedLaunch:
+    """Stands in for a Gluon kernel on the CPU: each launch's arguments must bind to the kernel's parameters,
+    every constexpr given by name; the launch records them and runs nothing."""
+
+    def __init__(self, kernel) -> None:  # noqa: ANN001
+        self.kernel, self.launches = kernel, []
+
+    def __getitem__(self, grid: tuple[int, ...]):  # noqa: ANN204
+        def launch(*args, num_warps: int, **constants) -> None:  # noqa: ANN002, ANN003
+            bound = inspect.signature(self.kernel.fn).bind(*args, **constants)
+            constexprs = {self.kernel.arg_names[i] for i in self.kernel.constexprs}
+            assert set(constants) == constexprs, (set(constants), constexprs)
+            self.launches.append((grid, num_warps, bound.arguments))
+        return launch
+
+
+@needs_triton
+def test_gluon_launches_match_the_kernels_signatures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ops' launch code (buffers, strides, constexprs) against the kernels' parameters, on the CPU: a
+    parameter added to a kernel but not to its launch, or the reverse, fails here and not first on a GPU."""
+    if importlib.util.find_spec("triton.experimental.gluon") is None:
+        pytest.skip("this Triton has no Gluon")
+    from dimsum_core.ops import gluon_kernels
+
+    fwd, bwd = _CheckedLaunch(gluon_kernels.scan_fwd_kernel), _CheckedLaunch(gluon_kernels.scan_bwd_kernel)
+    monkeypatch.setattr(gluon_kernels, "scan_fwd_kernel", fwd)
+    monkeypatch.setattr(gluon_kernels, "scan_bwd_kernel", bwd)
+    u, delta, A, B, C, D, z, bias = scan_inputs(3, 40, 72, 6, torch.bfloat16, "cpu", seed=0)
+    out, states = torch.ops.dimsum.gluon_scan_fwd(u, delta, A, B, C, D, z, bias)
+    grads = torch.ops.dimsum.gluon_scan_bwd(u, delta, A, B, C, D, z, bias, states, torch.ones_like(u))
+    steps, warps = triton_ops.GLUON_SCAN
+    blocks = -(-72 // (32 * warps))
+    (grid, nw, args), = fwd.launches
+    assert grid == (blocks, 3) and nw == warps and args["U"] == math.gcd(6, triton_ops.GLUON_FWD_UNROLL)
+    assert args["out_ptr"] is not None and args["L"] == 40 and args["EVEN"] == (40 % steps == 0)
+    assert states.shape == (3, blocks, -(-40 // steps) - 1, 6, 32 * warps)
+    (grid, nw, args), = bwd.launches
+    assert grid == (blocks, 3) and args["states_ptr"] is states and args["T"] == steps
+    assert [g.shape for g in grads] == [x.shape for x in (u, delta, A, B, C, D, z, bias)]
 
 
 @pytest.mark.gpu
