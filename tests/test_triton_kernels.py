@@ -34,6 +34,9 @@ from dimsum_core.ops.triton_ops import causal_conv1d_silu_triton, selective_scan
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
 needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed")
+needs_gluon = pytest.mark.skipif(importlib.util.find_spec("triton") is None
+                                 or importlib.util.find_spec("triton.experimental.gluon") is None,
+                                 reason="this Triton has no Gluon")
 
 
 @pytest.fixture(params=["gluon", "triton"])
@@ -168,14 +171,12 @@ for (steps, warps), even, unroll in json.loads(sys.argv[1]):
 """
 
 
-@needs_triton
+@needs_gluon
 def test_gluon_kernels_compile_for_hopper_without_a_gpu() -> None:
     """Triton's interpreter cannot run Gluon, but Triton compiles it for sm_90 on any machine: the training tile
     and the two others the GPU tests run (8 and 32 steps a thread, so both branches of the in-register shift),
     with and without a partial last chunk, forward and backward. A kernel change that does not compile fails
     here, in CI, before a GPU sees it. Measured: ~15 s (one process, six compiles)."""
-    if importlib.util.find_spec("triton.experimental.gluon") is None:
-        pytest.skip("this Triton has no Gluon")
     n = 16
     cases = [(list(triton_ops.GLUON_SCAN), True, math.gcd(n, triton_ops.GLUON_FWD_UNROLL)), ([8, 1], False, 1),
              ([32, 4], True, 2)]
@@ -205,12 +206,10 @@ class _CheckedLaunch:
         return launch
 
 
-@needs_triton
+@needs_gluon
 def test_gluon_launches_match_the_kernels_signatures(monkeypatch: pytest.MonkeyPatch) -> None:
     """The ops' launch code (buffers, strides, constexprs) against the kernels' parameters, on the CPU: a
     parameter added to a kernel but not to its launch, or the reverse, fails here and not first on a GPU."""
-    if importlib.util.find_spec("triton.experimental.gluon") is None:
-        pytest.skip("this Triton has no Gluon")
     from dimsum_core.ops import gluon_kernels
 
     fwd, bwd = _CheckedLaunch(gluon_kernels.scan_fwd_kernel), _CheckedLaunch(gluon_kernels.scan_bwd_kernel)
