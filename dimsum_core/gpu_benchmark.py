@@ -197,7 +197,7 @@ def measure_forward(name: str, latent: int, batch: int, repeats: int, graph: boo
     if compile:
         model.compile_regions()
     forward = CudaGraphForward(model) if graph else model
-    x = torch.randn(batch, 4, latent, latent, device="cuda")
+    x = torch.randn(batch, model.in_channels, latent, latent, device="cuda")
     t = torch.rand(batch, device="cuda")
     y = torch.randint(0, 1000, (batch,), device="cuda")
     seconds = cuda_time(lambda: forward(x, t, y), warmup=3, repeats=repeats, inner=5)
@@ -252,7 +252,7 @@ def forward_breakdown(name: str, latent: int, batch: int, mixer_backend: str = "
                 return out
 
             module.inverse = timed_inverse
-    x = torch.randn(batch, 4, latent, latent, device="cuda")
+    x = torch.randn(batch, model.in_channels, latent, latent, device="cuda")
     t = torch.rand(batch, device="cuda")
     y = torch.randint(0, 1000, (batch,), device="cuda")
     for _ in range(2):
