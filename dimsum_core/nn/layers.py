@@ -46,7 +46,11 @@ class GatedMLP(nn.Module):
         self.w3 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, b = self.w12(x).chunk(2, dim=-1)
+        # Two products over the weight's halves rather than one product split in two: the split's backward
+        # concatenates the halves' gradients into a fresh buffer (H200 A/B, compiled L/2 step: -3%).
+        w, bias, h = self.w12.weight, self.w12.bias, self.w12.out_features // 2
+        a = F.linear(x, w[:h], bias[:h])
+        b = F.linear(x, w[h:], bias[h:])
         return self.w3(F.gelu(a, approximate="tanh") * b)
 
 
