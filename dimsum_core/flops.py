@@ -21,6 +21,7 @@ from torch import nn
 
 from dimsum_core.interfaces.mixer import SequenceMixer
 from dimsum_core.interfaces.wavelet import WaveletTransform
+from dimsum_core.nn.layers import GatedMLP
 
 
 @dataclass
@@ -84,6 +85,10 @@ def count_macs(model: nn.Module, batch: int = 1) -> MacCount:
         if cond is not None:  # official computes cond_proj(c) even though its result is unused
             count.add("mamba", x.shape[0] * cond.in_features * cond.out_features, paper=True)
 
+    def gated_mlp_hook(mod: GatedMLP, inputs: tuple[Any, ...], _out: Any) -> None:
+        # w12's weight is applied half by half with F.linear, so no Linear hook sees it (calflops does)
+        linear_hook(mod.w12, inputs, _out)
+
     def core_hook(mod: nn.Module, inputs: tuple[Any, ...], _out: Any) -> None:
         count.add("attention", mod.macs(inputs[0]), paper=False)
 
@@ -99,6 +104,8 @@ def count_macs(model: nn.Module, batch: int = 1) -> MacCount:
             hooks.append(m.register_forward_hook(mixer_hook))
         elif isinstance(m, nn.Linear):
             hooks.append(m.register_forward_hook(linear_hook))
+        elif isinstance(m, GatedMLP):
+            hooks.append(m.register_forward_hook(gated_mlp_hook))
         elif isinstance(m, (nn.Conv1d, nn.Conv2d)):
             hooks.append(m.register_forward_hook(conv_hook))
         elif isinstance(m, WaveletTransform):
