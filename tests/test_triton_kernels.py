@@ -222,7 +222,9 @@ def test_gluon_launches_match_the_kernels_signatures(monkeypatch: pytest.MonkeyP
     blocks = -(-72 // (32 * warps))
     (grid, nw, args), = fwd.launches
     assert grid == (blocks, 3) and nw == warps and args["U"] == math.gcd(6, triton_ops.GLUON_FWD_UNROLL)
-    assert args["out_ptr"] is not None and args["L"] == 40 and args["EVEN"] == (40 % steps == 0)
+    assert args["out_ptr"] is out and args["L"] == 40 and args["EVEN"] == (40 % steps == 0)
+    # channels-last, so out_proj reads out's transpose as rows with no copy
+    assert (args["so_b"], args["so_d"], args["so_t"]) == (40 * 72, 1, 72) and out.transpose(1, 2).is_contiguous()
     assert states.shape == (3, blocks, -(-40 // steps) - 1, 6, 32 * warps)
     (grid, nw, args), = bwd.launches
     assert grid == (blocks, 3) and args["states_ptr"] is states and args["T"] == steps

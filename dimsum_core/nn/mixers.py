@@ -150,7 +150,8 @@ class Mamba(SequenceMixer):
         return self._unfused(x, cond, A, selective_scan)
 
     def _triton(self, x: Tensor, cond: Tensor | None, A: Tensor) -> Tensor:
-        """Time-contiguous (N, d, L) from in_proj to out_proj, the layout the Triton kernels scan fastest.
+        """Time-contiguous (N, d, L) from in_proj to the scan, the layout the Triton kernels scan fastest; in
+        training the scan writes its output channels-last, so out_proj reads it as rows with no copy.
         x_proj and dt_proj, inside the mixer, are per-sequence products (:func:`_per_sequence`), which
         copy nothing. in_proj and out_proj stay GEMMs over N·L rows: their copies (the sequences into and
         out of rows) move about what per-sequence weight gradients would (N·k·d values), and a transposed

@@ -148,16 +148,18 @@ def _run(a, b, h0, first):
 
 
 # L == 1 specialised to a constant crashes Triton 3.6's LLVM lowering of this kernel (an assertion in
-# ConvertTritonGPUToLLVM), so the length stays a runtime value; the output's row stride (= L) is passed
-# apart, specialised, so its alignment still lets the stores be vectors
+# ConvertTritonGPUToLLVM), so the length stays a runtime value; the output's strides are passed apart,
+# specialised, so a unit stride is known when the kernel compiles
 @gluon.jit(do_not_specialize=["L"])
 def scan_fwd_kernel(
     u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, out_ptr, states_ptr,
-    L, d, n, so_b, so_d,
+    L, d, n, so_b, so_d, so_t,
     su_b, su_d, su_t, sdl_b, sdl_d, sdl_t, sz_b, sz_d, sz_t, sB_b, sB_n, sB_t, sC_b, sC_n, sC_t,
     T: gl.constexpr, BD: gl.constexpr, EVEN: gl.constexpr, U: gl.constexpr,
 ):
-    """out = y · silu(z), (N, d, L) contiguous. states: float32 (N, blocks, chunks - 1, n, BD), the
+    """out = y · silu(z), (N, d, L) at strides so_*: training writes it channels-last, so a lane's stores
+    are still coalesced (a warp writes 32 neighbouring channels of a step) and out_proj reads it as rows with
+    no copy. states: float32 (N, blocks, chunks - 1, n, BD), the
     state entering each chunk after the first, kept for the backward (which then need not recompute them).
     The state loop runs U states an iteration (n a multiple of U), so ptxas can interleave their chains."""
     gl.static_assert(BD == 32 * gl.num_warps(), "one channel a thread: BD = 32 x warps")
@@ -199,7 +201,7 @@ def scan_fwd_kernel(
                     gl.store(states_ptr + (c * n + s) * BD + lane, _last(h, steps, T - 1))
         z = _load_tile(z_ptr, sz_d, sz_t, cols, t, mask)
         out = y * z * _sigmoid(z)
-        gl.store(out_ptr + cols[:, None] * so_d + t[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
+        gl.store(out_ptr + cols[:, None] * so_d + t[None, :] * so_t, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @gluon.jit
