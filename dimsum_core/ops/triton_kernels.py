@@ -314,31 +314,24 @@ def conv_fwd_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, L, d, sx_b, sx_d, sx_t,
 
 
 @triton.jit
-def _conv_dp(x_ptr, w_ptr, bias_ptr, dout_ptr, cols, mask_c, t, L, sx_d, sx_t, sg_d, sg_t,
-             K: tl.constexpr, BC: tl.constexpr, BT: tl.constexpr):
-    """dp = dout · silu'(pre), the gradient at the pre-activation, of a (BC, BT) tile, zero outside [0, L)."""
-    pre = _conv_pre(x_ptr, w_ptr, bias_ptr, cols, mask_c, t, L, sx_d, sx_t, K, BC, BT)
-    m = mask_c[:, None] & ((t >= 0) & (t < L))[None, :]
-    g = tl.load(dout_ptr + cols[:, None] * sg_d + t[None, :] * sg_t, mask=m, other=0.0).to(tl.float32)
-    sig = tl.sigmoid(pre)
-    return tl.where(m, g * sig * (1.0 + pre * (1.0 - sig)), 0.0)
-
-
-@triton.jit
-def conv_bwd_kernel(x_ptr, w_ptr, bias_ptr, dout_ptr, dx_ptr, dw_ptr, dbias_ptr, L, d,
-                    sx_b, sx_d, sx_t, sg_b, sg_d, sg_t,
-                    K: tl.constexpr, BC: tl.constexpr, BT: tl.constexpr):
-    """The conv's backward in one pass: dx (N, d, L) contiguous, and dw (N·tiles, d, K), dbias (N·tiles, d)
-    float32 partials per time tile. dx_t = sum_j dp_{t+j} w[K-1-j] needs dp at K shifted steps; a tile cannot
-    shift its registers along time, so dp at t + j (j > 0) is recomputed from x and dout (cache hits) rather
-    than written to memory and read back (session 12: two passes with a float32 dp moved 3x the bytes)."""
+def conv_bwd_dp_kernel(x_ptr, w_ptr, bias_ptr, dout_ptr, dp_ptr, dw_ptr, dbias_ptr, L, d,
+                       sx_b, sx_d, sx_t, sg_b, sg_d, sg_t,
+                       K: tl.constexpr, BC: tl.constexpr, BT: tl.constexpr):
+    """The conv's backward, first pass: dp = dout · silu'(pre), the gradient at the pre-activation, (N, d,
+    L) float32, and dw (N·tiles, d, K), dbias (N·tiles, d) float32 partials per time tile. The second pass
+    (conv_bwd_dx_kernel) reads dp at K shifted steps; a tile cannot shift its registers along time, so
+    dp goes through memory once instead of being recomputed at each of the K shifts."""
     pid_t, pid_c, b = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     t = pid_t * BT + tl.arange(0, BT)
     cols = pid_c * BC + tl.arange(0, BC)
     mask_c = cols < d
     x_ptr += b * sx_b
-    dout_ptr += b * sg_b
-    dp = _conv_dp(x_ptr, w_ptr, bias_ptr, dout_ptr, cols, mask_c, t, L, sx_d, sx_t, sg_d, sg_t, K, BC, BT)
+    pre = _conv_pre(x_ptr, w_ptr, bias_ptr, cols, mask_c, t, L, sx_d, sx_t, K, BC, BT)
+    m = mask_c[:, None] & (t < L)[None, :]
+    g = tl.load(dout_ptr + b * sg_b + cols[:, None] * sg_d + t[None, :] * sg_t, mask=m, other=0.0).to(tl.float32)
+    sig = tl.sigmoid(pre)
+    dp = tl.where(m, g * sig * (1.0 + pre * (1.0 - sig)), 0.0)
+    tl.store(dp_ptr + b * d * L + cols[:, None] * L + t[None, :], dp, mask=m)
     tile = b * tl.num_programs(0) + pid_t
     tl.store(dbias_ptr + tile * d + cols, tl.sum(dp, axis=1), mask=mask_c)
     for k in tl.static_range(K):
@@ -346,10 +339,22 @@ def conv_bwd_kernel(x_ptr, w_ptr, bias_ptr, dout_ptr, dx_ptr, dw_ptr, dbias_ptr,
         m = mask_c[:, None] & ((ts >= 0) & (ts < L))[None, :]
         x = tl.load(x_ptr + cols[:, None] * sx_d + ts[None, :] * sx_t, mask=m, other=0.0).to(tl.float32)
         tl.store(dw_ptr + tile * d * K + cols * K + k, tl.sum(dp * x, axis=1), mask=mask_c)
-    # dp at step t + j reaches x_t through tap K-1-j
-    dx = dp * tl.load(w_ptr + cols * K + (K - 1), mask=mask_c, other=0.0)[:, None]
-    for j in tl.static_range(1, K):
-        dp_j = _conv_dp(x_ptr, w_ptr, bias_ptr, dout_ptr, cols, mask_c, t + j, L, sx_d, sx_t, sg_d, sg_t, K, BC, BT)
-        dx += dp_j * tl.load(w_ptr + cols * K + (K - 1 - j), mask=mask_c, other=0.0)[:, None]
+
+
+@triton.jit
+def conv_bwd_dx_kernel(dp_ptr, w_ptr, dx_ptr, L, d, K: tl.constexpr, BC: tl.constexpr, BT: tl.constexpr):
+    """The second pass: dx_t = sum_j dp_{t+j} w[K-1-j] (dp at step t + j reaches x_t through tap K-1-j);
+    dx (N, d, L) contiguous."""
+    pid_t, pid_c, b = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+    t = pid_t * BT + tl.arange(0, BT)
+    cols = pid_c * BC + tl.arange(0, BC)
+    mask_c = cols < d
+    dp_ptr += b * d * L
+    dx = tl.zeros((BC, BT), tl.float32)
+    for j in tl.static_range(K):
+        tj = t + j
+        m = mask_c[:, None] & (tj < L)[None, :]
+        dp = tl.load(dp_ptr + cols[:, None] * L + tj[None, :], mask=m, other=0.0)
+        dx += dp * tl.load(w_ptr + cols * K + (K - 1 - j), mask=mask_c, other=0.0)[:, None]
     m = mask_c[:, None] & (t < L)[None, :]
     tl.store(dx_ptr + b * d * L + cols[:, None] * L + t[None, :], dx.to(dx_ptr.dtype.element_ty), mask=m)

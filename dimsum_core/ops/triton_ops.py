@@ -276,11 +276,14 @@ def _conv_bwd(x: Tensor, weight: Tensor, bias: Tensor, dout: Tensor) -> tuple[Te
     steps, channels, warps = CONV
     tiles = -(-length // steps)
     grid = (tiles, -(-dim // channels), batch)
-    dx = torch.empty((batch, dim, length), dtype=x.dtype, device=x.device)
+    dp = torch.empty((batch, dim, length), dtype=torch.float32, device=x.device)
     dw = torch.empty((batch * tiles, dim, weight.shape[1]), dtype=torch.float32, device=x.device)
     db = torch.empty((batch * tiles, dim), dtype=torch.float32, device=x.device)
-    k.conv_bwd_kernel[grid](x, weight, bias, dout, dx, dw, db, length, dim, *x.stride(), *dout.stride(),
-                            K=weight.shape[1], BC=channels, BT=steps, num_warps=warps)
+    k.conv_bwd_dp_kernel[grid](x, weight, bias, dout, dp, dw, db, length, dim, *x.stride(), *dout.stride(),
+                               K=weight.shape[1], BC=channels, BT=steps, num_warps=warps)
+    dx = torch.empty((batch, dim, length), dtype=x.dtype, device=x.device)
+    k.conv_bwd_dx_kernel[grid](dp, weight, dx, length, dim, K=weight.shape[1], BC=channels, BT=steps,
+                               num_warps=warps)
     return dx, dw.sum(0).to(weight.dtype), db.sum(0).to(bias.dtype)
 
 
