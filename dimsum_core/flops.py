@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from dimsum_core.interfaces.mixer import SequenceMixer
 from dimsum_core.interfaces.wavelet import WaveletTransform
-from dimsum_core.nn.layers import GatedMLP
 
 
 @dataclass
@@ -68,10 +69,6 @@ def count_macs(model: nn.Module, batch: int = 1) -> MacCount:
             inside_mixer.update(m.modules())
     hooks = []
 
-    def linear_hook(mod: nn.Linear, inputs: tuple[Any, ...], _out: Any) -> None:
-        rows = inputs[0].numel() // mod.in_features
-        count.add("linear", rows * mod.in_features * mod.out_features, paper=True)
-
     def conv_hook(mod: nn.Module, _inputs: tuple[Any, ...], out: torch.Tensor) -> None:
         kernel = mod.weight[0].numel()  # (in/groups)·k...
         count.add("conv", out.numel() * kernel, paper=True)
@@ -84,10 +81,6 @@ def count_macs(model: nn.Module, batch: int = 1) -> MacCount:
         cond = getattr(mod, "cond_proj", None)
         if cond is not None:  # official computes cond_proj(c) even though its result is unused
             count.add("mamba", x.shape[0] * cond.in_features * cond.out_features, paper=True)
-
-    def gated_mlp_hook(mod: GatedMLP, inputs: tuple[Any, ...], _out: Any) -> None:
-        # w12's weight is applied half by half with F.linear, so no Linear hook sees it (calflops does)
-        linear_hook(mod.w12, inputs, _out)
 
     def core_hook(mod: nn.Module, inputs: tuple[Any, ...], _out: Any) -> None:
         count.add("attention", mod.macs(inputs[0]), paper=False)
@@ -102,10 +95,6 @@ def count_macs(model: nn.Module, batch: int = 1) -> MacCount:
             continue
         if _is_mamba(m):
             hooks.append(m.register_forward_hook(mixer_hook))
-        elif isinstance(m, nn.Linear):
-            hooks.append(m.register_forward_hook(linear_hook))
-        elif isinstance(m, GatedMLP):
-            hooks.append(m.register_forward_hook(gated_mlp_hook))
         elif isinstance(m, (nn.Conv1d, nn.Conv2d)):
             hooks.append(m.register_forward_hook(conv_hook))
         elif isinstance(m, WaveletTransform):
@@ -124,7 +113,7 @@ def count_macs(model: nn.Module, batch: int = 1) -> MacCount:
         x = torch.zeros(batch, channels, size, size, device=device)
         t = torch.zeros(batch, device=device)
         y = torch.zeros(batch, dtype=torch.long, device=device)
-        with torch.no_grad():
+        with torch.no_grad(), _CountLinear(count):
             model(x, t, y)
     finally:
         for h in hooks:
@@ -132,6 +121,24 @@ def count_macs(model: nn.Module, batch: int = 1) -> MacCount:
         for m, fwd in originals.items():
             m.forward = fwd
     return count
+
+
+class _CountLinear(TorchFunctionMode):
+    """Counts every ``F.linear`` (what ``nn.Linear`` calls, and what a module applying a Linear's weight
+    itself calls, as the gated MLP does with w12's halves): a Linear module hook would miss the latter.
+    calflops patches ``F.linear`` too, so these are all paper-visible."""
+
+    def __init__(self, count: MacCount):
+        super().__init__()
+        self.count = count
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        kwargs = kwargs or {}
+        if func is F.linear:
+            x, weight = args[0], args[1] if len(args) > 1 else kwargs["weight"]
+            out_features, in_features = weight.shape
+            self.count.add("linear", x.numel() // in_features * in_features * out_features, paper=True)
+        return func(*args, **kwargs)
 
 
 def _shape_only(x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
