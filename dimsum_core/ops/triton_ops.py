@@ -8,7 +8,8 @@ older Triton and for Triton's interpreter, which runs the CPU tests and cannot r
 
 The kernel modules (and so Triton) are imported inside the op bodies: importing this module is harmless
 on a machine without Triton. Both ops take ``(N, d, L)`` sequences, fastest with time contiguous (see
-the kernel module), and return contiguous ``(N, d, L)`` tensors.
+the kernel module), and return contiguous ``(N, d, L)`` tensors, but for the Gluon forward's output, which is
+stored channels-last for the mixer's out_proj (:func:`_channels_last`).
 """
 
 from __future__ import annotations
