@@ -133,6 +133,13 @@ def _state_operands(A_ptr, B_ptr, C_ptr, states_ptr, s, n, c, cols, lane, mask_d
 
 
 @gluon.jit
+def _prefetch(ptr, mask):
+    """Asks L1 for the line at each pointer (a hint: nothing waits for it; masked lanes ask for none)."""
+    gl.inline_asm_elementwise("{ .reg .pred p; setp.ne.b32 p, $2, 0; @p prefetch.global.L1 [$1]; mov.u32 $0, 0; }",
+                              "=r,l,r", [ptr, mask.to(gl.int32)], dtype=gl.int32, is_pure=False, pack=1)
+
+
+@gluon.jit
 def _last(x, steps, i):
     """Step i of a (BD, T) tile (inside each thread: a select and a sum over its own registers)."""
     return gl.sum(gl.where(steps[None, :] == i, x, 0.0), axis=1)
@@ -182,6 +189,11 @@ def scan_fwd_kernel(
         c = t0 // T
         t = t0 + steps
         mask = _mask(mask_d, t, L, EVEN)
+        # the next chunk's B and C rows (n of each, T steps: one sector a row) into L1, lane i asking for row i:
+        # the state loop's per-state loads then hit L1 instead of L2
+        nxt_t = gl.minimum(t0 + T, L - 1)
+        row = gl.where(lane < n, lane, lane - n)
+        _prefetch(gl.where(lane < n, B_ptr + row * sB_n + nxt_t * sB_t, C_ptr + row * sC_n + nxt_t * sC_t), lane < 2 * n)
         u = _load_tile(u_ptr, su_d, su_t, cols, t, mask)
         delta = _load_delta(delta_ptr, sdl_d, sdl_t, cols, t, mask, bias)
         du = delta * u
