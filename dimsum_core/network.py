@@ -61,7 +61,7 @@ from dimsum_core.nn.layers import (
     modulate,
     unpatchify,
 )
-from dimsum_core.nn.streams import side_by_side
+from dimsum_core.nn.streams import on_side_streams, side_by_side
 
 # -- wavelet token layouts ------------------------------------------------------------------------------
 # How the wavelet branch turns the token grid into a sequence of wavelet tokens of the same count and width,
@@ -111,7 +111,18 @@ def wavelet_to_tokens(w: torch.Tensor, grid: int, transform: WaveletTransform, l
 
 # -- the two branches -----------------------------------------------------------------------------------
 
-class SpatialBranch(nn.Module):
+class MixerBranch(nn.Module):
+    """A residual mixer update in two halves around the mixer, so a block can run two branches' mixers together
+    (:func:`run_branches`): ``enter`` gives what leave needs and the scanned sequence, ``leave`` the output."""
+
+    mixer: nn.Module
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        kept, sequence = self.enter(x, c)
+        return self.leave(kept, self.mixer(sequence, c))
+
+
+class SpatialBranch(MixerBranch):
     """``y = x + gate · unscan(Mixer(scan(modulate(x))))`` over the token grid in this layer's order."""
 
     def __init__(self, width: int, cond_dim: int, layer: int, grid: int, scan: Any, mixer: Any):
@@ -120,13 +131,16 @@ class SpatialBranch(nn.Module):
         self.mixer = build("mixer", mixer, width, cond_dim)
         self.scan = ScanIndex(build("scan", scan), grid, grid, layer)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def enter(self, x: torch.Tensor, c: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         shift, scale, gate = self.adaLN_modulation(c).chunk(3, dim=1)
-        m = self.scan.unscan(self.mixer(self.scan.scan(modulate(x, shift, scale)), c))
-        return gated_add(x, gate, m)
+        return (x, gate), self.scan.scan(modulate(x, shift, scale))
+
+    def leave(self, kept: tuple[torch.Tensor, ...], m: torch.Tensor) -> torch.Tensor:
+        x, gate = kept
+        return gated_add(x, gate, self.scan.unscan(m))
 
 
-class WaveletBranch(nn.Module):
+class WaveletBranch(MixerBranch):
     """The same residual Mamba update in the wavelet domain (official `WaveDiMBlock`):
     tokens -> wavelet tokens -> scan -> ``w + gate · Mixer(modulate(w))`` -> unscan -> inverse transform.
 
@@ -151,12 +165,28 @@ class WaveletBranch(nn.Module):
         self.coeff_scale = 2.0**-self.transform.levels if normalize else 1.0
         self.scan = ScanIndex(build("scan", scan), grid, grid, layer)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def enter(self, x: torch.Tensor, c: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         shift, scale, gate = self.adaLN_modulation(c).chunk(3, dim=1)
         w = tokens_to_wavelet(x, self.grid, self.transform, self.layout, self.coeff_scale).to(x.dtype)
-        m = self.scan.unscan(self.mixer(self.scan.scan(modulate(w, shift, scale)), c))
-        w = gated_add(w, gate, m)
-        return wavelet_to_tokens(w, self.grid, self.transform, self.layout, self.coeff_scale).to(x.dtype)
+        return (w, gate), self.scan.scan(modulate(w, shift, scale))
+
+    def leave(self, kept: tuple[torch.Tensor, ...], m: torch.Tensor) -> torch.Tensor:
+        w, gate = kept  # w in the branch input's dtype
+        out = gated_add(w, gate, self.scan.unscan(m))
+        return wavelet_to_tokens(out, self.grid, self.transform, self.layout, self.coeff_scale).to(w.dtype)
+
+
+def run_branches(first: MixerBranch, x1: torch.Tensor, second: MixerBranch, x2: torch.Tensor,
+                 c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(first(x1, c), second(x2, c))``: on two CUDA streams where :func:`side_by_side` runs, else in turn,
+    the two mixers called as a pair (``SequenceMixer.forward_pair``: Mamba runs both scans as one launch,
+    which fills the GPU where one scan's grid does not)."""
+    if on_side_streams(x1):
+        return side_by_side(first, x1, second, x2, c)
+    kept1, seq1 = first.enter(x1, c)
+    kept2, seq2 = second.enter(x2, c)
+    m1, m2 = first.mixer.forward_pair(seq1, second.mixer, seq2, c)
+    return first.leave(kept1, m1), second.leave(kept2, m2)
 
 
 # -- the DiM block --------------------------------------------------------------------------------------
@@ -198,7 +228,7 @@ class DiMBlock(nn.Module):
         h = self.norm(residual).to(hidden.dtype)  # (N, T, D)
         if self.branches == "both":
             x1, x2 = h.chunk(2, dim=-1)  # first half -> spatial branch, second half -> wavelet branch
-            h = h + self.proj(*side_by_side(self.spatial_mamba, x1, self.freq_mamba, x2, c))
+            h = h + self.proj(*run_branches(self.spatial_mamba, x1, self.freq_mamba, x2, c))
         else:
             h = self.spatial_mamba(h, c)
         shift, scale, gate = self.adaLN_modulation(c).chunk(3, dim=1)

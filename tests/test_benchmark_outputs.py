@@ -19,7 +19,7 @@ def test_cpu_scan_does_not_overwrite_its_committed_result_by_default():
 
 def test_scan_benchmark_table_reports_both_branches_in_one_call(capsys):
     """benchmarks/scan.py's table, from a committed H200 result plus the one-launch bound it now times:
-    two calls cost twice the per-call figure, beside the measured call at twice the batch."""
+    two calls cost twice the per-call figure, beside the measured launch for both branches."""
     import json
 
     spec = importlib.util.spec_from_file_location("scan_benchmark", REPO / "benchmarks" / "scan.py")
@@ -31,7 +31,7 @@ def test_scan_benchmark_table_reports_both_branches_in_one_call(capsys):
     module.print_table(result)
     out = capsys.readouterr().out
     assert "L/2 512px (b16)   both branches, Gluon fwd / bwd ms: two calls 0.949 / 2.195, " \
-           "one call at twice the batch 0.613 / 1.894" in out
+           "one launch for both 0.613 / 1.894" in out
     assert out.count("both branches") == 1  # shapes without the measurement print no such line
 
 

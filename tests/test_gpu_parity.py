@@ -137,7 +137,8 @@ def test_compiled_and_graphed_forward_matches_eager() -> None:
 def test_branches_on_two_streams_equal_branches_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
     """The DiM block runs its wavelet branch on a second CUDA stream beside the spatial one: outputs and
     every gradient as when the two run in turn on one stream, over several blocks and steps (a missing
-    stream wait would read a tensor before it is written, or free it while in use)."""
+    stream wait would read a tensor before it is written, or free it while in use); and as when the two
+    mixers run as a pair (compiled code's path: both scans in one launch)."""
     from dimsum_core import network
 
     def run() -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -156,7 +157,11 @@ def test_branches_on_two_streams_equal_branches_in_turn(monkeypatch: pytest.Monk
     side, side_grads = run()
     monkeypatch.setattr(network, "side_by_side", lambda s, x1, w, x2, c: (s(x1, c), w(x2, c)))
     turn, turn_grads = run()
-    torch.testing.assert_close(side, turn, rtol=1e-5, atol=1e-6)
-    assert len(side_grads) == len(turn_grads) > 20
-    for a, b in zip(side_grads, turn_grads, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # in turn as compiled code runs them: the two mixers as a pair, both scans in one launch
+    monkeypatch.setattr(network, "on_side_streams", lambda x: False)
+    pair, pair_grads = run()
+    assert len(side_grads) == len(turn_grads) == len(pair_grads) > 20
+    for other, other_grads in ((turn, turn_grads), (pair, pair_grads)):
+        torch.testing.assert_close(side, other, rtol=1e-5, atol=1e-6)
+        for a, b in zip(side_grads, other_grads, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

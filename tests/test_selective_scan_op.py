@@ -60,6 +60,12 @@ def test_gluon_fakes_give_the_kernels_shapes(length: int, dim: int, chunks: int,
         grads = torch.ops.dimsum.gluon_scan_bwd(*args, states, out)
         for grad, x in zip(grads, args, strict=True):
             assert grad.shape == x.shape and grad.dtype == x.dtype
+        # a DiM block's two scans as one launch: both outputs, one states buffer for both, both's gradients
+        out, out2, states = torch.ops.dimsum.gluon_scan_both_fwd(*args, *args)
+        assert out.shape == out2.shape == (2, dim, length) and states.shape == (4, blocks, chunks, 4, 32)
+        grads = torch.ops.dimsum.gluon_scan_both_bwd(*args, *args, states, out, out2)
+        for grad, x in zip(grads, (*args, *args), strict=True):
+            assert grad.shape == x.shape and grad.dtype == x.dtype
 
 
 def test_cpu_mixer_takes_the_pytorch_path():

@@ -163,8 +163,8 @@ for (steps, warps), even, unroll in json.loads(sys.argv[1]):
         fn = getattr(gluon_kernels, name)
         constants = {"T": steps, "BD": 32 * warps, "EVEN": even, "U": unroll}
         constants = {k: v for k, v in constants.items() if k in fn.arg_names}
-        signature = {a: "constexpr" if a in constants else ("*bf16" if a in BF16 else "*fp32") if a.endswith("_ptr")
-                     else "i32" for a in fn.arg_names}
+        signature = {a: "constexpr" if a in constants else ("*bf16" if a.replace("2_ptr", "_ptr") in BF16 else "*fp32")
+                     if a.endswith("_ptr") else "i32" for a in fn.arg_names}
         kernel = triton.compile(GluonASTSource(fn, signature, constants), target=GPUTarget("cuda", 90, 32),
                                 options={"num_warps": warps})
         print(json.dumps({"kernel": name, "tile": [steps, warps], "cubin_bytes": len(kernel.asm["cubin"])}), flush=True)
@@ -229,6 +229,20 @@ def test_gluon_launches_match_the_kernels_signatures(monkeypatch: pytest.MonkeyP
     (grid, nw, args), = bwd.launches
     assert grid == (blocks, 3) and args["states_ptr"] is states and args["T"] == steps
     assert [g.shape for g in grads] == [x.shape for x in (u, delta, A, B, C, D, z, bias)]
+    # one launch for two branches: programs 3 and up on the second's tensors, the partials and states for both
+    first = (u, delta, A, B, C, D, z, bias)
+    second = scan_inputs(3, 40, 72, 6, torch.bfloat16, "cpu", seed=1, channels_last=True)
+    out, out2, states = torch.ops.dimsum.gluon_scan_both_fwd(*first, *second)
+    (grid, _, args) = fwd.launches[-1]
+    assert grid == (blocks, 6) and args["N"] == 3 and args["out_ptr"] is out and args["out2_ptr"] is out2
+    assert args["u_ptr"] is u and args["A2_ptr"] is second[2] and states.shape[0] == 6
+    # the second branch's u in another layout is read in the first's strides (a copy of the same values)
+    assert args["u2_ptr"].stride() == u.stride() and torch.equal(args["u2_ptr"], second[0])
+    grads = torch.ops.dimsum.gluon_scan_both_bwd(*first, *second, states, out, out2)
+    (grid, _, args) = bwd.launches[-1]
+    assert grid == (blocks, 6) and args["N"] == 3 and args["du_ptr"] is grads[0] and args["dz2_ptr"] is grads[14]
+    assert args["dA_ptr"].shape == (6, 72, 6) and args["dB_ptr"].shape == (6, blocks, 6, 40)
+    assert [g.shape for g in grads] == [x.shape for x in (*first, *second)]
 
 
 @pytest.mark.gpu
@@ -240,6 +254,32 @@ def test_gluon_scan_other_tiles(tile: tuple[int, int], monkeypatch: pytest.Monke
         pytest.skip("the Gluon kernels need Triton >= 3.6")
     monkeypatch.setattr(triton_ops, "GLUON_SCAN", tile)
     assert_matches_reference(scan_inputs(2, 300, 72, 16, torch.float32, "cuda", seed=9), 1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bf16"])
+def test_gluon_both_branches_equal_two_scans(dtype: torch.dtype) -> None:
+    """A DiM block's two scans as one launch: the output and all 16 gradients bitwise those of the two scans
+    alone, the second branch in another layout (read through a copy in the first's strides), its gradient
+    channels-last; L = 300 ends in a partial chunk, d = 72 in a partial channel block."""
+    if triton_ops.scan_kernels() != "gluon":
+        pytest.skip("the Gluon kernels need Triton >= 3.6")
+    from dimsum_core.ops.triton_ops import selective_scan_triton_both
+
+    first = scan_inputs(3, 300, 72, 16, dtype, "cuda", seed=11)
+    second = scan_inputs(3, 300, 72, 16, dtype, "cuda", seed=12, channels_last=True)
+    g = torch.Generator(device="cuda").manual_seed(5)
+    grad_out = torch.randn(3, 72, 300, device="cuda", generator=g).to(dtype)
+    grad_out2 = torch.randn(3, 300, 72, device="cuda", generator=g).to(dtype).transpose(1, 2)
+    xs = [x.detach().clone().requires_grad_() for x in (*first, *second)]
+    out, out2 = selective_scan_triton_both(xs[:8], xs[8:])
+    grads = torch.autograd.grad((out, out2), xs, (grad_out, grad_out2))
+    for branch, dout, got_out, got_grads in ((first, grad_out, out, grads[:8]), (second, grad_out2, out2, grads[8:])):
+        want_out, want_grads = triton_run(branch, dout)
+        assert torch.equal(got_out, want_out)
+        for name, a, b in zip(NAMES, got_grads, want_grads, strict=True):
+            assert torch.equal(a, b), name
+    torch.library.opcheck(torch.ops.dimsum.gluon_scan_both_fwd.default, tuple(xs))
 
 
 @pytest.mark.gpu
@@ -315,6 +355,29 @@ def test_gluon_pair_runs_where_a_backward_follows(monkeypatch: pytest.MonkeyPatc
 
 @needs_triton
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU tests run the compiled kernels")
+def test_mixer_pair_in_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two Mambas as a pair on dimsum's kernels (a DiM block's branches, as compiled code runs them) give what
+    each gives alone, in order; a plugin mixer beside a Mamba runs in turn."""
+    from dimsum_core.nn import mixers
+
+    monkeypatch.setattr(mixers, "_kernel_path", lambda backend, device_type: "triton")
+    torch.manual_seed(0)
+    first, second = mixers.Mamba(16, 8, d_state=4, backend="torch"), mixers.Mamba(16, 8, d_state=4, backend="torch")
+    x1, x2 = torch.randn(2, 12, 16), torch.randn(2, 12, 16)
+    with torch.no_grad():
+        got = first.forward_pair(x1, second, x2)
+        want = first(x1), second(x2)
+        assert rel_l2(want[0], want[1]) > 0.1  # different weights and inputs: a swap would show
+        for a, b in zip(got, want, strict=True):
+            assert torch.equal(a, b)
+        other = torch.nn.Linear(16, 16)
+        plugin = type("Plugin", (mixers.SequenceMixer,), {"forward": lambda self, x, c=None: other(x)})()
+        for a, b in zip(first.forward_pair(x1, plugin, x2), (first(x1), other(x2)), strict=True):
+            assert torch.equal(a, b)
+
+
+@needs_triton
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU tests run the compiled kernels")
 def test_mixer_triton_path_in_the_interpreter() -> None:
     """The mixer's Triton path (time-contiguous, the projections after in_proj as per-sequence batched
     products) computes what its PyTorch path computes, and the same gradients for the input and every
@@ -327,7 +390,8 @@ def test_mixer_triton_path_in_the_interpreter() -> None:
         m = Mamba(16, 8, d_state=4, backend="torch", bias=True)
         x = torch.randn(2, 12, 16, requires_grad=True)
         A = -torch.exp(m.A_log.float())
-        out = m._triton(x, None, A) if path == "triton" else m._unfused(x, None, A, selective_scan)
+        out = (m._output(selective_scan_triton(*m._triton_scan_inputs(x, None))) if path == "triton"
+               else m._unfused(x, None, A, selective_scan))
         out.backward(torch.randn(out.shape, generator=torch.Generator().manual_seed(1)))
         grads = {name: p.grad for name, p in m.named_parameters() if p.requires_grad}
         return out.detach(), {"x": x.grad, **grads}

@@ -15,3 +15,10 @@ class SequenceMixer(nn.Module, ABC):
     @abstractmethod
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """x (N, L, d_model), c (N, cond_dim) or None -> (N, L, d_model), causal along L."""
+
+    def forward_pair(self, x: torch.Tensor, other: SequenceMixer, x2: torch.Tensor,
+                     c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(self(x, c), other(x2, c))``: two independent sequences through two mixers (a DiM block's two
+        branches, when they run in turn). A mixer may run the two together where that is faster; the results
+        must be the same."""
+        return self(x, c), other(x2, c)

@@ -23,7 +23,11 @@ from dimsum_core.ops.backend import BACKENDS, Backend, cuda_kernels, require_bac
 from dimsum_core.ops.causal_conv1d import causal_conv1d
 from dimsum_core.ops.selective_scan import selective_scan
 from dimsum_core.ops.selective_scan_op import selective_scan_op
-from dimsum_core.ops.triton_ops import causal_conv1d_silu_triton, selective_scan_triton
+from dimsum_core.ops.triton_ops import (
+    causal_conv1d_silu_triton,
+    selective_scan_triton,
+    selective_scan_triton_both,
+)
 
 Conditioning = Literal["official", "none", "conv-input"]
 
@@ -136,26 +140,48 @@ class Mamba(SequenceMixer):
 
     def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
         """x (N, L, d_model), c (N, cond_dim) or None -> (N, L, d_model), causal along L."""
-        if self.conditioning == "conv-input" and c is None:
-            raise ValueError("Mamba(conditioning='conv-input') needs the conditioning vector c")
-        cond = self.cond_proj(c) if self.conditioning == "conv-input" else None  # (N, d_inner)
-        A = -torch.exp(_at_least_float32(self.A_log))  # (d_inner, d_state)
+        if self._runs_triton(x):
+            return self._output(selective_scan_triton(*self._triton_scan_inputs(x, c)))
+        cond, A = self._conditioning(c), self._A()
         path = _kernel_path(self.backend, x.device.type)
-        if path == "triton" and x.dtype != torch.float64:  # float64 (reference checks) takes the torch scan
-            return self._triton(x, cond, A)
         if path == "fused" and not torch.compiler.is_compiling():
             return self._fused_cuda(x, cond, A, cuda_kernels().mamba_inner_fn)
         if path == "scan-kernel":  # mamba-ssm's scan kernel as custom ops: torch.compile traces through them
             return self._unfused(x, cond, A, selective_scan_op)
         return self._unfused(x, cond, A, selective_scan)
 
-    def _triton(self, x: Tensor, cond: Tensor | None, A: Tensor) -> Tensor:
-        """Time-contiguous (N, d, L) from in_proj to the scan, the layout the Triton kernels scan fastest; in
-        training the scan writes its output channels-last, so out_proj reads it as rows with no copy.
-        x_proj and dt_proj, inside the mixer, are per-sequence products (:func:`_per_sequence`), which
-        copy nothing. in_proj and out_proj stay GEMMs over N·L rows: their copies (the sequences into and
-        out of rows) move about what per-sequence weight gradients would (N·k·d values), and a transposed
-        output would make the scan order's gather read across rows."""
+    def forward_pair(self, x: Tensor, other: SequenceMixer, x2: Tensor,
+                     c: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """With another Mamba on dimsum's kernels: both scans as one launch (a DiM block's two branches; they
+        have the same shapes)."""
+        if not (isinstance(other, Mamba) and self._runs_triton(x) and other._runs_triton(x2)):
+            return super().forward_pair(x, other, x2, c)
+        y, y2 = selective_scan_triton_both(self._triton_scan_inputs(x, c), other._triton_scan_inputs(x2, c))
+        return self._output(y), other._output(y2)
+
+    def _runs_triton(self, x: Tensor) -> bool:
+        # float64 (reference checks) takes the torch scan
+        return _kernel_path(self.backend, x.device.type) == "triton" and x.dtype != torch.float64
+
+    def _conditioning(self, c: Tensor | None) -> Tensor | None:
+        """What the mixer adds to the conv input: (N, d_inner), or None."""
+        if self.conditioning == "conv-input" and c is None:
+            raise ValueError("Mamba(conditioning='conv-input') needs the conditioning vector c")
+        return self.cond_proj(c) if self.conditioning == "conv-input" else None
+
+    def _A(self) -> Tensor:
+        return -torch.exp(_at_least_float32(self.A_log))  # (d_inner, d_state)
+
+    def _triton_scan_inputs(self, x: Tensor, c: Tensor | None) -> tuple[Tensor, ...]:
+        """The scan's inputs (u, delta, A, B, C, D, z, delta_bias) from x (N, L, d_model).
+
+        Time-contiguous (N, d, L) from in_proj to the scan, the layout the Triton kernels scan fastest; in
+        training the scan writes its output channels-last, so out_proj reads it as rows with no copy
+        (:meth:`_output`). x_proj and dt_proj, inside the mixer, are per-sequence products
+        (:func:`_per_sequence`), which copy nothing. in_proj and out_proj stay GEMMs over N·L rows: their
+        copies (the sequences into and out of rows) move about what per-sequence weight gradients would
+        (N·k·d values), and a transposed output would make the scan order's gather read across rows."""
+        cond = self._conditioning(c)
         xz = torch.matmul(self.in_proj.weight, x.transpose(1, 2))  # (N, 2·d_inner, L)
         if self.in_proj.bias is not None:
             xz = xz + self.in_proj.bias.to(xz.dtype)[:, None]
@@ -165,7 +191,10 @@ class Mamba(SequenceMixer):
         u = causal_conv1d_silu_triton(u, self.conv1d.weight, self.conv1d.bias)
         dt, B, C = _per_sequence(self.x_proj.weight, u).split([self.dt_rank, self.d_state, self.d_state], dim=1)
         delta = _per_sequence(self.dt_proj.weight, dt)  # its bias is added inside the softplus, in float32
-        y = selective_scan_triton(u, delta, A, B, C, self.D, z, self.dt_proj.bias)  # (N, d_inner, L)
+        return u, delta, self._A(), B, C, self.D, z, self.dt_proj.bias
+
+    def _output(self, y: Tensor) -> Tensor:
+        """The scan's output y (N, d_inner, L) -> (N, L, d_model)."""
         return self.out_proj(y.transpose(1, 2))
 
     def _unfused(self, x: Tensor, cond: Tensor | None, A: Tensor, scan: Callable[..., Tensor]) -> Tensor:

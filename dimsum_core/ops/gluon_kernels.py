@@ -140,6 +140,12 @@ def _prefetch(ptr, mask):
 
 
 @gluon.jit
+def _pick(second, first_ptr, second_ptr):
+    """A tensor of a two-branch launch (programs with batch index N and up work on the second branch)."""
+    return gl.where(second, second_ptr, first_ptr)
+
+
+@gluon.jit
 def _last(x, steps, i):
     """Step i of a (BD, T) tile (inside each thread: a select and a sum over its own registers)."""
     return gl.sum(gl.where(steps[None, :] == i, x, 0.0), axis=1)
@@ -157,10 +163,11 @@ def _run(a, b, h0, first):
 # L == 1 specialised to a constant crashes Triton 3.6's LLVM lowering of this kernel (an assertion in
 # ConvertTritonGPUToLLVM), so the length stays a runtime value; the output's strides are passed apart,
 # specialised, so a unit stride is known when the kernel compiles
-@gluon.jit(do_not_specialize=["L"])
+@gluon.jit(do_not_specialize=["L", "N"])
 def scan_fwd_kernel(
-    u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, out_ptr, states_ptr,
-    L, d, n, so_b, so_d, so_t,
+    u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, out_ptr,
+    u2_ptr, delta2_ptr, z2_ptr, B2_ptr, C2_ptr, A2_ptr, D2_ptr, bias2_ptr, out2_ptr, states_ptr,
+    N, L, d, n, so_b, so_d, so_t,
     su_b, su_d, su_t, sdl_b, sdl_d, sdl_t, sz_b, sz_d, sz_t, sB_b, sB_n, sB_t, sC_b, sC_n, sC_t,
     T: gl.constexpr, BD: gl.constexpr, EVEN: gl.constexpr, U: gl.constexpr,
 ):
@@ -168,12 +175,19 @@ def scan_fwd_kernel(
     are still coalesced (a warp writes 32 neighbouring channels of a step) and out_proj reads it as rows with
     no copy. states: float32 (N, blocks, chunks - 1, n, BD), the
     state entering each chunk after the first, kept for the backward (which then need not recompute them).
-    The state loop runs U states an iteration (n a multiple of U), so ptxas can interleave their chains."""
+    The state loop runs U states an iteration (n a multiple of U), so ptxas can interleave their chains.
+    Two branches (a DiM block's two scans: same shapes and strides, their own tensors) run as one launch of
+    batch 2N, the second's tensors the *2 pointers; states: (2N, ...). One branch passes N = its batch."""
     gl.static_assert(BD == 32 * gl.num_warps(), "one channel a thread: BD = 32 x warps")
     TILE: gl.constexpr = gl.BlockedLayout([1, T], [32, 1], [gl.num_warps(), 1], [1, 0])
     COL: gl.constexpr = gl.SliceLayout(1, TILE)
     ROW: gl.constexpr = gl.SliceLayout(0, TILE)
     pid_d, b = gl.program_id(0), gl.program_id(1).to(gl.int64)
+    second = b >= N
+    u_ptr, delta_ptr, z_ptr = _pick(second, u_ptr, u2_ptr), _pick(second, delta_ptr, delta2_ptr), _pick(second, z_ptr, z2_ptr)
+    B_ptr, C_ptr, A_ptr = _pick(second, B_ptr, B2_ptr), _pick(second, C_ptr, C2_ptr), _pick(second, A_ptr, A2_ptr)
+    D_ptr, bias_ptr, out_ptr = _pick(second, D_ptr, D2_ptr), _pick(second, bias_ptr, bias2_ptr), _pick(second, out_ptr, out2_ptr)
+    e = gl.where(second, b - N, b)  # the batch element within its branch
     lane = gl.arange(0, BD, layout=COL)
     cols = pid_d * BD + lane
     steps = gl.arange(0, T, layout=ROW)
@@ -181,9 +195,9 @@ def scan_fwd_kernel(
     mask_d = cols < d
     Dv = gl.load(D_ptr + cols, mask=mask_d, other=0.0)
     bias = gl.load(bias_ptr + cols, mask=mask_d, other=0.0)
-    u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr = _batch_element(b, u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr,
+    u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr = _batch_element(e, u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr,
                                                            su_b, sdl_b, sz_b, sB_b, sC_b)
-    out_ptr += b * so_b
+    out_ptr += e * so_b
     states_ptr += (b * gl.num_programs(0) + pid_d) * (gl.cdiv(L, T) - 1) * n * BD
     for t0 in range(0, L, T):
         c = t0 // T
@@ -216,11 +230,12 @@ def scan_fwd_kernel(
         gl.store(out_ptr + cols[:, None] * so_d + t[None, :] * so_t, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-@gluon.jit
+@gluon.jit(do_not_specialize=["N"])
 def scan_bwd_kernel(
-    u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, dout_ptr,
-    du_ptr, ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, states_ptr, carry_ptr,
-    L, d, n,
+    u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, dout_ptr, du_ptr, ddelta_ptr, dz_ptr,
+    u2_ptr, delta2_ptr, z2_ptr, B2_ptr, C2_ptr, A2_ptr, D2_ptr, bias2_ptr, dout2_ptr, du2_ptr, ddelta2_ptr, dz2_ptr,
+    dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, states_ptr, carry_ptr,
+    N, L, d, n,
     su_b, su_d, su_t, sdl_b, sdl_d, sdl_t, sz_b, sz_d, sz_t, sB_b, sB_n, sB_t, sC_b, sC_n, sC_t,
     sg_b, sg_d, sg_t,
     T: gl.constexpr, BD: gl.constexpr, EVEN: gl.constexpr,
@@ -228,7 +243,8 @@ def scan_bwd_kernel(
     """Gradients of scan_fwd_kernel's output. du, ddelta, dz: (N, d, L) contiguous, input dtype.
     dB, dC: float32 (N, blocks, n, L) partials, one per channel block; dA: float32 (N, d, n), dD,
     dbias: float32 (N, d); the caller sums them over the batch. states: the forward's, entering each
-    chunk; carry: float32 (N, blocks, n, BD), the adjoint leaving the chunk before."""
+    chunk; carry: float32 (N, blocks, n, BD), the adjoint leaving the chunk before. Two branches as the forward
+    says: du, ddelta, dz per branch (the *2 pointers), the float32 partials and scratch (2N, ...)."""
     gl.static_assert(BD == 32 * gl.num_warps(), "one channel a thread: BD = 32 x warps")
     TILE: gl.constexpr = gl.BlockedLayout([1, T], [32, 1], [gl.num_warps(), 1], [1, 0])
     COL: gl.constexpr = gl.SliceLayout(1, TILE)
@@ -238,6 +254,12 @@ def scan_bwd_kernel(
     SUM: gl.constexpr = gl.BlockedLayout([T, 1], [32 // T, T], [gl.num_warps(), 1], [0, 1])
     SUM_ROW: gl.constexpr = gl.SliceLayout(0, SUM)
     blk, b = gl.program_id(0), gl.program_id(1).to(gl.int64)
+    second = b >= N
+    u_ptr, delta_ptr, z_ptr = _pick(second, u_ptr, u2_ptr), _pick(second, delta_ptr, delta2_ptr), _pick(second, z_ptr, z2_ptr)
+    B_ptr, C_ptr, A_ptr = _pick(second, B_ptr, B2_ptr), _pick(second, C_ptr, C2_ptr), _pick(second, A_ptr, A2_ptr)
+    D_ptr, bias_ptr, dout_ptr = _pick(second, D_ptr, D2_ptr), _pick(second, bias_ptr, bias2_ptr), _pick(second, dout_ptr, dout2_ptr)
+    du_ptr, ddelta_ptr, dz_ptr = _pick(second, du_ptr, du2_ptr), _pick(second, ddelta_ptr, ddelta2_ptr), _pick(second, dz_ptr, dz2_ptr)
+    e = gl.where(second, b - N, b)  # the batch element within its branch
     lane = gl.arange(0, BD, layout=COL)
     steps = gl.arange(0, T, layout=ROW)
     first = steps == 0
@@ -247,10 +269,12 @@ def scan_bwd_kernel(
     mask_d = cols < d
     Dv = gl.load(D_ptr + cols, mask=mask_d, other=0.0)
     bias = gl.load(bias_ptr + cols, mask=mask_d, other=0.0)
-    u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr = _batch_element(b, u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr,
+    u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr = _batch_element(e, u_ptr, delta_ptr, z_ptr, B_ptr, C_ptr,
                                                            su_b, sdl_b, sz_b, sB_b, sC_b)
+    # dA, like the other partials, at the joint index b: moved by the first branch's N batch elements first
     dout_ptr, du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr = _grad_element(
-        b, b * gl.num_programs(0) + blk, d, L, n, dout_ptr, sg_b, du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr)
+        e, b * gl.num_programs(0) + blk, d, L, n, dout_ptr, sg_b, du_ptr, ddelta_ptr, dz_ptr, dA_ptr + (b - e) * d * n,
+        dB_ptr, dC_ptr)
     states_ptr += (b * gl.num_programs(0) + blk) * (n_chunks - 1) * n * BD
     carry_ptr += (b * gl.num_programs(0) + blk) * n * BD
     dD_acc = gl.zeros([BD], gl.float32, COL)

@@ -121,13 +121,22 @@ def _scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
 
 
 def _grad_buffers(u: Tensor, delta: Tensor, z: Tensor, n: int, programs: int,
-                  partial: Callable[..., Tensor]) -> tuple[Tensor, ...]:
+                  partial: Callable[..., Tensor], branches: int = 1) -> tuple[Tensor, ...]:
     """What a backward kernel writes: du, ddelta, dz in their inputs' dtypes; float32 partials dB, dC
-    (N, programs, n, L) from ``partial``, dA (N, d, n), dD and dbias (N, d)."""
+    (N x branches, programs, n, L) from ``partial``, dA (N x branches, d, n), dD and dbias (N x branches, d)."""
+    return (*_input_grad_buffers(u, delta, z), *_partial_buffers(u, n, programs, partial, branches))
+
+
+def _input_grad_buffers(u: Tensor, delta: Tensor, z: Tensor) -> tuple[Tensor, ...]:
+    return tuple(torch.empty(u.shape, dtype=x.dtype, device=u.device) for x in (u, delta, z))
+
+
+def _partial_buffers(u: Tensor, n: int, programs: int, partial: Callable[..., Tensor],
+                     branches: int) -> tuple[Tensor, ...]:
     batch, dim, length = u.shape
+    batch *= branches
     f32 = dict(dtype=torch.float32, device=u.device)
-    return (*(torch.empty((batch, dim, length), dtype=x.dtype, device=u.device) for x in (u, delta, z)),
-            *(partial((batch, programs, n, length), **f32) for _ in range(2)),
+    return (*(partial((batch, programs, n, length), **f32) for _ in range(2)),
             torch.empty((batch, dim, n), **f32), torch.empty((batch, dim), **f32), torch.empty((batch, dim), **f32))
 
 
@@ -155,22 +164,96 @@ def _scan_backward(ctx, dout):  # noqa: ANN001, ANN202
 _scan_fwd.register_autograd(_scan_backward, setup_context=_scan_setup)
 
 
+# -- the Gluon pair, for one branch or a DiM block's two in one launch --------------------------------------
+# A launch runs one or two "branches" (the 8 scan inputs each: same shapes and dtypes, their own tensors) over
+# a grid of batch x branches; the second branch's tensors go to the kernels' *2 pointers, in the first's
+# strides. What the caller sees is per branch; the chunk states and float32 partials are one (2N, ...) buffer.
+
+Branch = tuple[Tensor, ...]  # (u, delta, A, B, C, D, z, delta_bias)
+_BothGrads = tuple[(Tensor,) * 16]  # an op's schema names every returned tensor
+
+
+def _strided_like(x: Tensor, like: Tensor) -> Tensor:
+    """x in like's strides (the kernels read both branches at one set of strides): a copy only if they differ."""
+    return x if x.stride() == like.stride() else torch.empty_strided(x.shape, like.stride(), dtype=x.dtype,
+                                                                      device=x.device).copy_(x)
+
+
+def _kernel_pointers(first: Branch, branches: list[Branch], names: tuple[int, ...]) -> list[Tensor]:
+    """The tensors at positions ``names`` of each branch, the first's then the second's (the first's again for a
+    one-branch launch), the second's in the first's strides."""
+    second = branches[-1]
+    return [first[i] for i in names] + [_strided_like(second[i], first[i]) for i in names]
+
+
+_FWD_INPUTS = (0, 1, 6, 3, 4, 2, 5, 7)  # u, delta, z, B, C, A, D, bias: the kernels' order
+
+
+def _gluon_forward(branches: list[Branch]) -> tuple[list[Tensor], Tensor]:
+    """-> (each branch's out, the float32 state entering each chunk after the first: (N x branches, blocks,
+    chunks - 1, n, BD), for the backward)."""
+    from dimsum_core.ops import gluon_kernels as g
+
+    first = branches[0]
+    u, A = first[0], first[2]
+    batch, dim, length = u.shape
+    chunk, warps = GLUON_SCAN
+    outs = [_channels_last(u) for _ in branches]
+    states = _gluon_states(u, A, len(branches))
+    pointers = _kernel_pointers(first, branches, _FWD_INPUTS)
+    g.scan_fwd_kernel[(states.shape[1], batch * len(branches))](
+        *pointers[:8], outs[0], *pointers[8:], outs[-1], states, batch, length, dim, A.shape[1], *outs[0].stride(),
+        *u.stride(), *first[1].stride(), *first[6].stride(), *first[3].stride(), *first[4].stride(),
+        T=chunk, BD=32 * warps, EVEN=length % chunk == 0, U=math.gcd(A.shape[1], GLUON_FWD_UNROLL), num_warps=warps)
+    return outs, states
+
+
+def _gluon_backward_launch(branches: list[Branch], states: Tensor, douts: list[Tensor]) -> list[Tensor]:
+    """-> each branch's gradients of (u, delta, A, B, C, D, z, delta_bias) in turn, in the inputs' dtypes."""
+    from dimsum_core.ops import gluon_kernels as g
+
+    first = branches[0]
+    u, A = first[0], first[2]
+    batch, dim, length = u.shape
+    n = A.shape[1]
+    chunk, warps = GLUON_SCAN
+    blocks = states.shape[1]
+    k = len(branches)
+    # du, ddelta, dz per branch; the float32 partials of dB, dC, dA, dD, dbias for all branches at once
+    per_branch = [_input_grad_buffers(br[0], br[1], br[6]) for br in branches]
+    joint = _partial_buffers(u, n, blocks, torch.empty, k)
+    carry = u.new_empty((k * batch, blocks, n, 32 * warps), dtype=torch.float32)
+    pointers = _kernel_pointers(first, branches, _FWD_INPUTS)
+    dout = douts[0]
+    g.scan_bwd_kernel[(blocks, k * batch)](
+        *pointers[:8], dout, *per_branch[0], *pointers[8:], _strided_like(douts[-1], dout), *per_branch[-1],
+        *joint, states, carry, batch, length, dim, n,
+        *u.stride(), *first[1].stride(), *first[6].stride(), *first[3].stride(), *first[4].stride(), *dout.stride(),
+        T=chunk, BD=32 * warps, EVEN=length % chunk == 0, num_warps=warps)
+    grads = []
+    for i, br in enumerate(branches):
+        part = slice(i * batch, (i + 1) * batch)
+        grads += _summed((*per_branch[i], *(x[part] for x in joint)), *(br[j] for j in (2, 3, 4, 5, 7)))
+    return grads
+
+
 @torch.library.custom_op("dimsum::gluon_scan_fwd", mutates_args=())
 def _gluon_scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
                     delta_bias: Tensor) -> tuple[Tensor, Tensor]:
     """-> (out, the float32 state entering each chunk after the first: (N, blocks, chunks - 1, n, BD)),
     the second for the backward."""
-    from dimsum_core.ops import gluon_kernels as g
-
-    batch, dim, length = u.shape
-    chunk, warps = GLUON_SCAN
-    out = _channels_last(u)
-    states = _gluon_states(u, A)
-    g.scan_fwd_kernel[(states.shape[1], batch)](
-        u, delta, z, B, C, A, D, delta_bias, out, states, length, dim, A.shape[1], *out.stride(),
-        *u.stride(), *delta.stride(), *z.stride(), *B.stride(), *C.stride(),
-        T=chunk, BD=32 * warps, EVEN=length % chunk == 0, U=math.gcd(A.shape[1], GLUON_FWD_UNROLL), num_warps=warps)
+    (out,), states = _gluon_forward([(u, delta, A, B, C, D, z, delta_bias)])
     return out, states
+
+
+@torch.library.custom_op("dimsum::gluon_scan_both_fwd", mutates_args=())
+def _gluon_scan_both_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
+                         delta_bias: Tensor, u2: Tensor, delta2: Tensor, A2: Tensor, B2: Tensor, C2: Tensor,
+                         D2: Tensor, z2: Tensor, delta_bias2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Two scans of the same shapes as one launch -> (out, out2, both's chunk states: (2N, ...))."""
+    (out, out2), states = _gluon_forward([(u, delta, A, B, C, D, z, delta_bias),
+                                          (u2, delta2, A2, B2, C2, D2, z2, delta_bias2)])
+    return out, out2, states
 
 
 def _channels_last(u: Tensor) -> Tensor:
@@ -180,11 +263,12 @@ def _channels_last(u: Tensor) -> Tensor:
     return u.new_empty((batch, length, dim)).transpose(1, 2)
 
 
-def _gluon_states(u: Tensor, A: Tensor) -> Tensor:
+def _gluon_states(u: Tensor, A: Tensor, branches: int = 1) -> Tensor:
     batch, dim, length = u.shape
     chunk, warps = GLUON_SCAN
     block = 32 * warps
-    return u.new_empty((batch, -(-dim // block), -(-length // chunk) - 1, A.shape[1], block), dtype=torch.float32)
+    return u.new_empty((branches * batch, -(-dim // block), -(-length // chunk) - 1, A.shape[1], block),
+                       dtype=torch.float32)
 
 
 @_gluon_scan_fwd.register_fake
@@ -192,31 +276,39 @@ def _(u, delta, A, B, C, D, z, delta_bias):  # noqa: ANN001, ANN202
     return _channels_last(u), _gluon_states(u, A)
 
 
+@_gluon_scan_both_fwd.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias, *second):  # noqa: ANN001, ANN202
+    return _channels_last(u), _channels_last(second[0]), _gluon_states(u, A, 2)
+
+
 @torch.library.custom_op("dimsum::gluon_scan_bwd", mutates_args=())
 def _gluon_scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
                     delta_bias: Tensor, states: Tensor,
                     dout: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """-> gradients of (u, delta, A, B, C, D, z, delta_bias), each in its input's dtype."""
-    from dimsum_core.ops import gluon_kernels as g
-
-    batch, dim, length = u.shape
-    n = A.shape[1]
-    chunk, warps = GLUON_SCAN
-    blocks = states.shape[1]
-    grads = _grad_buffers(u, delta, z, n, blocks, torch.empty)
-    carry = u.new_empty((batch, blocks, n, 32 * warps), dtype=torch.float32)
-    g.scan_bwd_kernel[(blocks, batch)](
-        u, delta, z, B, C, A, D, delta_bias, dout, *grads, states, carry, length, dim, n,
-        *u.stride(), *delta.stride(), *z.stride(), *B.stride(), *C.stride(), *dout.stride(),
-        T=chunk, BD=32 * warps, EVEN=length % chunk == 0, num_warps=warps)
-    return _summed(grads, A, B, C, D, delta_bias)
+    return tuple(_gluon_backward_launch([(u, delta, A, B, C, D, z, delta_bias)], states, [dout]))
 
 
 _gluon_scan_bwd.register_fake(_scan_bwd_fake)
 
 
+@torch.library.custom_op("dimsum::gluon_scan_both_bwd", mutates_args=())
+def _gluon_scan_both_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
+                         delta_bias: Tensor, u2: Tensor, delta2: Tensor, A2: Tensor, B2: Tensor, C2: Tensor,
+                         D2: Tensor, z2: Tensor, delta_bias2: Tensor, states: Tensor, dout: Tensor,
+                         dout2: Tensor) -> _BothGrads:
+    """-> the gradients of both scans' inputs, in gluon_scan_both_fwd's order."""
+    return tuple(_gluon_backward_launch([(u, delta, A, B, C, D, z, delta_bias),
+                                         (u2, delta2, A2, B2, C2, D2, z2, delta_bias2)], states, [dout, dout2]))
+
+
+@_gluon_scan_both_bwd.register_fake
+def _(*args):  # noqa: ANN002, ANN202
+    return _scan_bwd_fake(*args[:8]) + _scan_bwd_fake(*args[8:16])
+
+
 def _gluon_setup(ctx, inputs, output) -> None:  # noqa: ANN001
-    ctx.save_for_backward(*inputs, output[1])
+    ctx.save_for_backward(*inputs, output[-1])
 
 
 def _gluon_backward(ctx, dout, _dstates):  # noqa: ANN001, ANN202
@@ -225,7 +317,12 @@ def _gluon_backward(ctx, dout, _dstates):  # noqa: ANN001, ANN202
     return torch.ops.dimsum.gluon_scan_bwd(*ctx.saved_tensors, dout)
 
 
+def _gluon_both_backward(ctx, dout, dout2, _dstates):  # noqa: ANN001, ANN202
+    return torch.ops.dimsum.gluon_scan_both_bwd(*ctx.saved_tensors, dout, dout2)
+
+
 _gluon_scan_fwd.register_autograd(_gluon_backward, setup_context=_gluon_setup)
+_gluon_scan_both_fwd.register_autograd(_gluon_both_backward, setup_context=_gluon_setup)
 
 
 def selective_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
@@ -238,10 +335,27 @@ def selective_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Ten
     Returns (N, d, L) contiguous in u's dtype.
     """
     inputs = (u, delta, A, B, C, D, z, delta_bias)
-    A, D, delta_bias = (p.float().contiguous() for p in (A, D, delta_bias))
     if gluon_pair(*inputs):
-        return torch.ops.dimsum.gluon_scan_fwd(u, delta, A, B, C, D, z, delta_bias)[0]
-    return torch.ops.dimsum.triton_scan_fwd(u, delta, A, B, C, D, z, delta_bias)
+        return torch.ops.dimsum.gluon_scan_fwd(*_kernel_parameters(inputs))[0]
+    return torch.ops.dimsum.triton_scan_fwd(*_kernel_parameters(inputs))
+
+
+def _kernel_parameters(branch: Branch) -> Branch:
+    """A scan's inputs with its parameters (A, D, delta_bias) as the kernels read them: float32, contiguous."""
+    u, delta, A, B, C, D, z, delta_bias = branch
+    A, D, delta_bias = (p.float().contiguous() for p in (A, D, delta_bias))
+    return u, delta, A, B, C, D, z, delta_bias
+
+
+def selective_scan_triton_both(first: Branch, second: Branch) -> tuple[Tensor, Tensor]:
+    """:func:`selective_scan_triton` of two independent scans, e.g. a DiM block's spatial and wavelet
+    branches: where the Gluon pair runs and the two have the same shapes and dtypes, as one launch of twice the
+    batch (fills the GPU where one scan's grid does not: H200, docs/benchmarks.md); else one after the other."""
+    same = all(a.shape == b.shape and a.dtype == b.dtype for a, b in zip(first, second, strict=True))
+    if not (same and gluon_pair(*first, *second)):
+        return selective_scan_triton(*first), selective_scan_triton(*second)
+    out, out2, _ = torch.ops.dimsum.gluon_scan_both_fwd(*_kernel_parameters(first), *_kernel_parameters(second))
+    return out, out2
 
 
 def gluon_pair(*inputs: Tensor) -> bool:
