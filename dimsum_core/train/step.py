@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from dimsum_core.errors import DataError, RecipeError
+from dimsum_core.graph_capture import capture
 from dimsum_core.interfaces.model import FlowModel
 from dimsum_core.interfaces.objective import Objective
 from dimsum_core.nn.precision import autocast
@@ -212,10 +213,10 @@ class StepGraphs:
         opt.zero_grad(set_to_none=True)
         pool = torch.cuda.graph_pool_handle()
         self.grads, self.update = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.grads, pool=pool):
+        with capture(self.grads, pool=pool):
             self.loss = step.loss_backward(*self.static)
             self.grad_norm = step.clip()
-        with torch.cuda.graph(self.update, pool=pool):
+        with capture(self.update, pool=pool):
             opt.step()
             if step.ema is not None:
                 update_ema(step.ema, step.model, step.cfg.ema_decay)
