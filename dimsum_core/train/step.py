@@ -184,13 +184,14 @@ class StepGraphs:
         if isinstance(step.net, torch.nn.parallel.DistributedDataParallel):
             raise RecipeError("train.cuda_graph captures one process's step, not DDP's; set train.cuda_graph=false "
                               "to train on several GPUs")
-        self.step = step
+        # the step is not kept: it holds these graphs, and a cycle would leave freeing them (cudaGraphExecDestroy,
+        # their memory pool) to the cycle collector, at any moment, even inside another capture
         self.static = tuple(x.clone() for x in batch)
         opt = step.optimizer
         for group in opt.param_groups:  # a captured AdamW must read a changing lr from the device
             group["lr"] = torch.tensor(float(group["lr"]), device=self.static[0].device)
         opt.register_state_dict_post_hook(_float_lr)
-        kept = self._state()
+        kept = self._state(step)
         saved = [x.clone() for x in kept]
         rng = torch.cuda.get_rng_state()
         side = torch.cuda.Stream()
@@ -221,9 +222,9 @@ class StepGraphs:
             if step.ema is not None:
                 update_ema(step.ema, step.model, step.cfg.ema_decay)
 
-    def _state(self) -> list[torch.Tensor]:
+    @staticmethod
+    def _state(step: TrainStep) -> list[torch.Tensor]:
         """Every tensor a step changes that existed before the warm-up."""
-        step = self.step
         tensors = [p.data for p in step.model.parameters()] + list(step.model.buffers())
         if step.ema is not None:
             tensors += [p.data for p in step.ema.parameters()] + list(step.ema.buffers())
