@@ -4,8 +4,9 @@
 graph while it captures. Python's cycle collector can run at any allocation, and a dead reference cycle may
 hold an earlier CUDA graph (a training step and its graphs refer to each other), whose destruction then frees
 the graph's memory pool in the middle of another capture: the capture fails with "operation failed due to a
-previous error during capture" at whichever launch comes next. torch 2.11 no longer collects before a capture
-(``torch.compiler.config.force_cudagraph_gc``), so :func:`capture` does: once before, and none during.
+previous error during capture" at whichever launch comes next. ``torch.cuda.graph`` no longer collects before
+a capture (``torch.compiler.config.force_cudagraph_gc``, off by default), so :func:`capture` does: once before,
+and none during.
 """
 
 from __future__ import annotations
