@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from dimsum_core.gpu_benchmark import cuda_time
+from dimsum_core.graph_capture import capture
 
 SHAPES = {  # name: (batch, length, d_inner, scans in a training step = 2 per DiM block)
     "L/2 256px (b64)": (64, 256, 1024, 32),
@@ -64,7 +65,7 @@ def cuda_ms(fn: Callable[[int], Any], sets: int, warmup: int = 3, repeats: int =
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph):
+            with capture(graph):
                 for i in range(sets):
                     fn(i)
         except RuntimeError as exc:  # a call the graph cannot hold: time it eagerly, and say so

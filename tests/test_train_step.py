@@ -150,6 +150,25 @@ def test_a_graphed_step_refuses_another_batch_shape_in_one_line():
 
 
 @pytest.mark.gpu
+def test_a_dropped_graphed_step_frees_its_graphs_by_reference_count():
+    """A step's CUDA graphs go when the step goes, not when the cycle collector runs: that could be inside
+    another step's capture, which destroying a graph there breaks (dimsum_core.graph_capture)."""
+    import gc
+    import weakref
+
+    _, train_step = _graph_pair("dit-S/2", True, num_heads=4)
+    x1, y = torch.randn(8, 3, 16, 16, device="cuda"), torch.zeros(8, dtype=torch.long, device="cuda")
+    train_step(x1, y, torch.Generator("cuda").manual_seed(0))
+    graphs = weakref.ref(train_step.graphs)
+    gc.disable()
+    try:
+        del train_step
+        assert graphs() is None
+    finally:
+        gc.enable()
+
+
+@pytest.mark.gpu
 def test_a_graphed_run_through_the_trainer_saves_and_resumes(tmp_path):
     """`dimsum run` with train.cuda_graph: the loop, its checkpoints and a resume work as without."""
     tiny_models.register()

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from dimsum_core.errors import DataError, RecipeError
+from dimsum_core.graph_capture import capture
 from dimsum_core.interfaces.model import FlowModel
 from dimsum_core.interfaces.objective import Objective
 from dimsum_core.nn.precision import autocast
@@ -183,13 +184,14 @@ class StepGraphs:
         if isinstance(step.net, torch.nn.parallel.DistributedDataParallel):
             raise RecipeError("train.cuda_graph captures one process's step, not DDP's; set train.cuda_graph=false "
                               "to train on several GPUs")
-        self.step = step
+        # the step is not kept: it holds these graphs, and a cycle would leave freeing them (cudaGraphExecDestroy,
+        # their memory pool) to the cycle collector, at any moment, even inside another capture
         self.static = tuple(x.clone() for x in batch)
         opt = step.optimizer
         for group in opt.param_groups:  # a captured AdamW must read a changing lr from the device
             group["lr"] = torch.tensor(float(group["lr"]), device=self.static[0].device)
         opt.register_state_dict_post_hook(_float_lr)
-        kept = self._state()
+        kept = self._state(step)
         saved = [x.clone() for x in kept]
         rng = torch.cuda.get_rng_state()
         side = torch.cuda.Stream()
@@ -212,17 +214,17 @@ class StepGraphs:
         opt.zero_grad(set_to_none=True)
         pool = torch.cuda.graph_pool_handle()
         self.grads, self.update = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.grads, pool=pool):
+        with capture(self.grads, pool=pool):
             self.loss = step.loss_backward(*self.static)
             self.grad_norm = step.clip()
-        with torch.cuda.graph(self.update, pool=pool):
+        with capture(self.update, pool=pool):
             opt.step()
             if step.ema is not None:
                 update_ema(step.ema, step.model, step.cfg.ema_decay)
 
-    def _state(self) -> list[torch.Tensor]:
+    @staticmethod
+    def _state(step: TrainStep) -> list[torch.Tensor]:
         """Every tensor a step changes that existed before the warm-up."""
-        step = self.step
         tensors = [p.data for p in step.model.parameters()] + list(step.model.buffers())
         if step.ema is not None:
             tensors += [p.data for p in step.ema.parameters()] + list(step.ema.buffers())
