@@ -121,10 +121,10 @@ def _scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
 
 
 def _grad_buffers(u: Tensor, delta: Tensor, z: Tensor, n: int, programs: int,
-                  partial: Callable[..., Tensor], branches: int = 1) -> tuple[Tensor, ...]:
+                  partial: Callable[..., Tensor]) -> tuple[Tensor, ...]:
     """What a backward kernel writes: du, ddelta, dz in their inputs' dtypes; float32 partials dB, dC
-    (N x branches, programs, n, L) from ``partial``, dA (N x branches, d, n), dD and dbias (N x branches, d)."""
-    return (*_input_grad_buffers(u, delta, z), *_partial_buffers(u, n, programs, partial, branches))
+    (N, programs, n, L) from ``partial``, dA (N, d, n), dD and dbias (N, d)."""
+    return (*_input_grad_buffers(u, delta, z), *_partial_buffers(u, n, programs, partial, 1))
 
 
 def _input_grad_buffers(u: Tensor, delta: Tensor, z: Tensor) -> tuple[Tensor, ...]:
@@ -133,6 +133,7 @@ def _input_grad_buffers(u: Tensor, delta: Tensor, z: Tensor) -> tuple[Tensor, ..
 
 def _partial_buffers(u: Tensor, n: int, programs: int, partial: Callable[..., Tensor],
                      branches: int) -> tuple[Tensor, ...]:
+    """The float32 partials of :func:`_grad_buffers` for ``branches`` scans of u's shape, stacked on the batch."""
     batch, dim, length = u.shape
     batch *= branches
     f32 = dict(dtype=torch.float32, device=u.device)
@@ -179,14 +180,14 @@ def _strided_like(x: Tensor, like: Tensor) -> Tensor:
                                                                       device=x.device).copy_(x)
 
 
-def _kernel_pointers(first: Branch, branches: list[Branch], names: tuple[int, ...]) -> list[Tensor]:
-    """The tensors at positions ``names`` of each branch, the first's then the second's (the first's again for a
+_KERNEL_ORDER = (0, 1, 6, 3, 4, 2, 5, 7)  # a branch's u, delta, z, B, C, A, D, bias: the kernels' parameter order
+
+
+def _kernel_pointers(branches: list[Branch]) -> list[Tensor]:
+    """The scan inputs of the first branch in the kernels' order, then the second's (the first's again for a
     one-branch launch), the second's in the first's strides."""
-    second = branches[-1]
-    return [first[i] for i in names] + [_strided_like(second[i], first[i]) for i in names]
-
-
-_FWD_INPUTS = (0, 1, 6, 3, 4, 2, 5, 7)  # u, delta, z, B, C, A, D, bias: the kernels' order
+    first, second = branches[0], branches[-1]
+    return [first[i] for i in _KERNEL_ORDER] + [_strided_like(second[i], first[i]) for i in _KERNEL_ORDER]
 
 
 def _gluon_forward(branches: list[Branch]) -> tuple[list[Tensor], Tensor]:
@@ -200,7 +201,7 @@ def _gluon_forward(branches: list[Branch]) -> tuple[list[Tensor], Tensor]:
     chunk, warps = GLUON_SCAN
     outs = [_channels_last(u) for _ in branches]
     states = _gluon_states(u, A, len(branches))
-    pointers = _kernel_pointers(first, branches, _FWD_INPUTS)
+    pointers = _kernel_pointers(branches)
     g.scan_fwd_kernel[(states.shape[1], batch * len(branches))](
         *pointers[:8], outs[0], *pointers[8:], outs[-1], states, batch, length, dim, A.shape[1], *outs[0].stride(),
         *u.stride(), *first[1].stride(), *first[6].stride(), *first[3].stride(), *first[4].stride(),
@@ -223,7 +224,7 @@ def _gluon_backward_launch(branches: list[Branch], states: Tensor, douts: list[T
     per_branch = [_input_grad_buffers(br[0], br[1], br[6]) for br in branches]
     joint = _partial_buffers(u, n, blocks, torch.empty, k)
     carry = u.new_empty((k * batch, blocks, n, 32 * warps), dtype=torch.float32)
-    pointers = _kernel_pointers(first, branches, _FWD_INPUTS)
+    pointers = _kernel_pointers(branches)
     dout = douts[0]
     g.scan_bwd_kernel[(blocks, k * batch)](
         *pointers[:8], dout, *per_branch[0], *pointers[8:], _strided_like(douts[-1], dout), *per_branch[-1],
