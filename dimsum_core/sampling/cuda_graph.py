@@ -60,7 +60,7 @@ class CudaGraphForward:
         # autocast's weight-cast cache lives outside the graph and is freed when the caller's autocast
         # region ends, so the casts must be recorded inside the graph instead
         autocast = torch.is_autocast_enabled("cuda")
-        with capture(graph), torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"),
-                                                     enabled=autocast, cache_enabled=False):
+        with capture(graph), torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), enabled=autocast,
+                                            cache_enabled=False):
             out = self.model(sx, st, sy)
         return _Graph(graph, sx, st, sy, out)
