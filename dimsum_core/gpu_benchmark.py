@@ -335,26 +335,34 @@ def run(models: list[str], out: str, repeats: int = 5, batch_256: int = 64, batc
 _TF32_FASTEST = {False: "train_tf32_compiled", True: "train_tf32_compiled_graphed"}
 
 
+#: the table's measured columns: (header, the entry's key, the field, its format); a training key is the
+#: variant `run` timed, a forward key one of its forward timings
+_COLUMNS = (("train tf32", "train_tf32", "img_per_s", ".1f"), ("train bf16", "train_bf16", "img_per_s", ".1f"),
+            ("MFU bf16", "train_bf16", "mfu", ".1%"), ("peak GiB", "train_bf16", "peak_gib", ".1f"),
+            ("fwd b1 ms", "forward_b1_tf32", "ms", ".2f"), ("graphed", "forward_b1_tf32_cuda_graph", "ms", ".2f"),
+            ("fwd b64 img/s", "forward_b64_tf32", "img_per_s", ".1f"),
+            ("compiled bf16", "train_bf16_compiled", "img_per_s", ".1f"),
+            ("graphed compiled", "forward_b1_tf32_cuda_graph_compiled", "ms", ".2f"),
+            ("graphed bf16", "train_bf16_graphed", "img_per_s", ".1f"),
+            ("graphed compiled bf16", "train_bf16_compiled_graphed", "img_per_s", ".1f"),
+            ("compiled tf32", tuple(_TF32_FASTEST.values()), "img_per_s", ".1f"),
+            ("compile s", "train_bf16_compiled", "compile_s", ".1f"))
+
+
+def _cell(entry: dict[str, Any], keys: str | tuple[str, ...], field: str, spec: str) -> str:
+    """One measurement, "-" where the run did not time it, "OOM" where it ran out of memory."""
+    m = next((entry[k] for k in ((keys,) if isinstance(keys, str) else keys) if k in entry), None)
+    if m is None:
+        return "-"
+    return format(m[field], spec) if field in m else "OOM"
+
+
 def print_table(result: dict[str, Any]) -> None:
     print(f"\n{result['gpu']}, torch {result['torch']}, bf16 matmul peak {result['bf16_matmul_peak_tflops']:.0f} TFLOP/s, "
           f"mixer backend {result.get('mixer_backend', 'auto')}")
-    print(f"{'model':<12}{'px':>5}{'batch':>7}{'train tf32':>12}{'train bf16':>12}{'MFU bf16':>10}"
-          f"{'peak GiB':>10}{'fwd b1 ms':>11}{'graphed':>9}{'fwd b64 img/s':>15}{'compiled bf16':>15}"
-          f"{'graphed compiled':>18}{'graphed bf16':>14}{'graphed compiled bf16':>23}{'compiled tf32':>15}"
-          f"{'compile s':>11}")
+    print(f"{'model':<12}{'px':>5}{'batch':>7}" + "".join(f"{h:>{len(h) + 2}}" for h, *_ in _COLUMNS))
     for name, by_px in result["models"].items():
         for px, e in by_px.items():
-            tf, bf = e["train_tf32"], e["train_bf16"]
-            fmt = lambda m, k, f: format(m[k], f) if k in m else "OOM"  # noqa: E731
-            print(f"{name:<12}{px:>5}{e['batch']:>7}{fmt(tf, 'img_per_s', '12.1f')}{fmt(bf, 'img_per_s', '12.1f')}"
-                  f"{fmt(bf, 'mfu', '10.1%')}{fmt(bf, 'peak_gib', '10.1f')}"
-                  f"{e['forward_b1_tf32']['ms'] if 'forward_b1_tf32' in e else float('nan'):>11.2f}"
-                  f"{e['forward_b1_tf32_cuda_graph']['ms'] if 'forward_b1_tf32' in e else float('nan'):>9.2f}"
-                  f"{e['forward_b64_tf32']['img_per_s'] if 'forward_b64_tf32' in e else float('nan'):>15.1f}"
-                  f"{fmt(e['train_bf16_compiled'], 'img_per_s', '15.1f') if 'train_bf16_compiled' in e else '':>15}"
-                  f"{fmt(e['forward_b1_tf32_cuda_graph_compiled'], 'ms', '18.2f') if 'forward_b1_tf32_cuda_graph_compiled' in e else '':>18}"
-                  f"{fmt(e['train_bf16_graphed'], 'img_per_s', '14.1f') if 'train_bf16_graphed' in e else '':>14}"
-                  f"{fmt(e['train_bf16_compiled_graphed'], 'img_per_s', '23.1f') if 'train_bf16_compiled_graphed' in e else '':>23}"
-                  f"{next((fmt(e[k], 'img_per_s', '15.1f') for k in _TF32_FASTEST.values() if k in e), ''):>15}"
-                  f"{fmt(e['train_bf16_compiled'], 'compile_s', '11.1f') if 'train_bf16_compiled' in e else '':>11}")
+            print(f"{name:<12}{px:>5}{e['batch']:>7}" + "".join(
+                f"{_cell(e, keys, field, spec):>{len(h) + 2}}" for h, keys, field, spec in _COLUMNS))
 

@@ -37,7 +37,7 @@ def test_scan_benchmark_table_reports_both_branches_in_one_call(capsys):
 
 def test_bench_table_shows_compiled_tf32(capsys):
     """`dimsum bench --compile` also times TF32 training compiled (graphed with --cuda-graph), issue 14's TF32
-    target being compiled against compiled like the others; the table's next-to-last column shows it, blank
+    target being compiled against compiled like the others; the table's next-to-last column shows it, "-"
     where a run has none (session 9's committed result), and the last the compile's seconds."""
     import json
 
@@ -47,11 +47,29 @@ def test_bench_table_shows_compiled_tf32(capsys):
     print_table(result)
     before = capsys.readouterr().out
     assert "compiled tf32" in before and "301.5" not in before
+    assert next(line for line in before.splitlines() if line.startswith("dimsum-L/2")).split()[-2] == "-"
     result["models"]["dimsum-L/2"]["256px"]["train_tf32_compiled_graphed"] = {"img_per_s": 301.5}
     print_table(result)
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("dimsum-L/2"))
     compile_s = result["models"]["dimsum-L/2"]["256px"]["train_bf16_compiled"]["compile_s"]
     assert row.split()[-2:] == ["301.5", f"{compile_s:.1f}"]  # compiled TF32, then the compile's seconds
+
+
+def test_bench_table_marks_what_a_run_did_not_time_and_what_ran_out_of_memory(capsys):
+    """A 32-px run times no forward latencies: those cells read "-", an out-of-memory variant "OOM", and
+    every row keeps the header's width, so the columns stay under their headers."""
+    import json
+
+    from dimsum_core.gpu_benchmark import print_table
+
+    result = json.loads((REPO / "benchmarks" / "results" / "gpu_s14_32_dimsum_h200.json").read_text())
+    result["models"]["dimsum-S/2"]["32px"]["train_tf32"] = {"error": "out of memory"}
+    print_table(result)
+    header, row = capsys.readouterr().out.splitlines()[-2:]
+    assert row.split()[3:] == ["OOM", "633.2", "5.2%", "18.2", "-", "-", "-", "1077.9", "-", "1192.3", "1997.2",
+                               "917.2", "36.4"]
+    assert len(row) == len(header)
+    assert header.index("fwd b1 ms") + len("fwd b1 ms") == row.index(" -") + 2  # right-aligned under its header
 
 
 def test_profile_steps_sorts_kernels_into_categories_by_name():
