@@ -46,6 +46,7 @@ from dimsum_core.config.spec import (
     ScanSpec,
     WaveletSpec,
 )
+from dimsum_core.interfaces.mixer import SequenceMixer
 from dimsum_core.interfaces.model import FlowModel
 from dimsum_core.interfaces.scan import ScanIndex
 from dimsum_core.interfaces.wavelet import WaveletTransform
@@ -185,7 +186,10 @@ def run_branches(first: MixerBranch, x1: torch.Tensor, second: MixerBranch, x2: 
         return side_by_side(first, x1, second, x2, c)
     kept1, seq1 = first.enter(x1, c)
     kept2, seq2 = second.enter(x2, c)
-    m1, m2 = first.mixer.forward_pair(seq1, second.mixer, seq2, c)
+    if isinstance(first.mixer, SequenceMixer):
+        m1, m2 = first.mixer.forward_pair(seq1, second.mixer, seq2, c)
+    else:  # a plugin mixer need only keep the call contract mixer(x, c) (docs/plugins.md)
+        m1, m2 = first.mixer(seq1, c), second.mixer(seq2, c)
     return first.leave(kept1, m1), second.leave(kept2, m2)
 
 

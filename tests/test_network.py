@@ -10,7 +10,7 @@ import torch
 from dimsum_core import create_model
 from dimsum_core.config import build
 from dimsum_core.errors import RecipeError
-from dimsum_core.network import DiMBlock, tokens_to_wavelet, wavelet_to_tokens
+from dimsum_core.network import DiMBlock, run_branches, tokens_to_wavelet, wavelet_to_tokens
 from dimsum_core.nn.layers import DropPath
 from dimsum_core.nn.wavelets import HaarPacket, PyWaveletsPacket
 from dimsum_core.plugin.manager import registry
@@ -194,6 +194,29 @@ def test_dim_block_forward_backward() -> None:
     (h.square().mean() + res.mean()).backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     assert all(p.grad is not None for n, p in blk.named_parameters() if "cond_proj" not in n)
+
+
+def test_a_dim_block_runs_a_plugin_mixer_that_only_keeps_the_call_contract() -> None:
+    """docs/plugins.md asks a mixer for ``mixer(x, c)`` only: a block whose branches run in turn (the CPU,
+    compiled code) calls such a mixer for each branch instead of asking it for ``forward_pair``."""
+
+    class Shift(torch.nn.Module):  # not a SequenceMixer: causal, a step back in time
+        def __init__(self, scale: float):
+            super().__init__()
+            self.scale = scale
+
+        def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+            return self.scale * torch.nn.functional.pad(x, (0, 0, 1, 0))[:, :-1]
+
+    torch.manual_seed(0)
+    blk = DiMBlock(64, 64, 1, 8, DropPath(0.0), mixer={"name": "mamba", "backend": "torch"})
+    blk.spatial_mamba.mixer, blk.freq_mamba.mixer = Shift(1.0), Shift(-2.0)
+    x1, x2, c = torch.randn(2, 64, 32), torch.randn(2, 64, 32), torch.randn(2, 64)
+    got = run_branches(blk.spatial_mamba, x1, blk.freq_mamba, x2, c)
+    for a, b in zip(got, (blk.spatial_mamba(x1, c), blk.freq_mamba(x2, c)), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    h, _ = blk(torch.randn(2, 64, 64), torch.zeros(2, 64, 64), c)
+    assert torch.isfinite(h).all()
 
 
 @pytest.mark.parametrize("name, kw", [
