@@ -12,9 +12,10 @@ from dimsum_core.cli.main import cli
 from dimsum_core.gpu_benchmark import IMAGE_SIZES
 
 
-def test_sizes_and_batches_reach_the_benchmark(monkeypatch):
+def test_sizes_and_batches_reach_the_benchmark(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr("dimsum_core.gpu_benchmark.run", lambda *args: calls.append(args))
+    monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["bench", "--models", "dimsum-S/2", "--models", "dit-S/2", "--sizes", "32",
                                       "--batch-32", "96", "--compile", "--cuda-graph", "--out", "x.json"])
     assert result.exit_code == 0, result.output
@@ -44,3 +45,20 @@ def test_without_a_gpu_the_benchmark_says_so_in_one_line():
     result = CliRunner().invoke(cli, ["bench", "--sizes", "32"])
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code != 0 and lines == ["error: the GPU benchmark needs a CUDA GPU (this machine has none)"]
+
+
+def test_a_name_it_cannot_build_or_a_result_it_would_replace_stops_it_before_any_timing(monkeypatch, tmp_path):
+    """The benchmark runs for minutes and writes its JSON at the end: an unknown model (even the second) or an
+    existing --out is one line before the first measurement, and the existing file is left as it was."""
+    calls = []
+    monkeypatch.setattr("dimsum_core.gpu_benchmark.run", lambda *args: calls.append(args))
+    out = tmp_path / "gpu.json"
+    result = CliRunner().invoke(cli, ["bench", "--models", "dit-S/2", "--models", "dimsum-Z/9", "--out", str(out)])
+    assert result.exit_code == 2 and "unknown model 'dimsum-Z/9'" in result.output
+    out.write_text("{}")
+    result = CliRunner().invoke(cli, ["bench", "--models", "dit-S/2", "--out", str(out)])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and lines == [f"error: {out}: already exists; choose another --out or pass --overwrite"]
+    assert calls == [] and out.read_text() == "{}"
+    result = CliRunner().invoke(cli, ["bench", "--models", "dit-S/2", "--out", str(out), "--overwrite"])
+    assert result.exit_code == 0 and len(calls) == 1

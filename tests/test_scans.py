@@ -337,6 +337,17 @@ def test_show_scan_writes_one_panel_per_layer(tmp_path):
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 16)) > 20
 
 
+def test_show_scan_keeps_an_existing_file_unless_told_to_replace_it(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "scan.png"
+    out.write_bytes(b"mine")
+    result = show_scan("sweep4", "--grid", "4", "-o", str(out))
+    assert result.exit_code == 2 and "already exists; choose another -o/--output or pass --overwrite" in result.output
+    assert out.read_bytes() == b"mine"
+    assert show_scan("sweep4", "--grid", "4", "-o", str(out), "--overwrite").exit_code == 0
+    assert out.read_bytes().startswith(b"\x89PNG")
+
+
 @pytest.mark.parametrize("layers", [["--layer", "1"], ["--layer", "0", "--layer", "1"]])
 def test_show_scan_legend_fits_the_figure(tmp_path, layers):
     """The legend under the panels is not clipped at the image edges, even under a single panel."""

@@ -14,6 +14,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from dimsum_core.cli.outputs import check_new_output, overwrite_option
 from dimsum_core.cli.sample import report_table, sampling_options, start
 from dimsum_core.config.load import parse_assignments
 from dimsum_core.config.nodes import build
@@ -90,7 +91,7 @@ def metrics_table(metrics: dict[str, float], extractor: str) -> Table:
 @click.option("--kid-subset-size", type=click.IntRange(min=2), default=1000, show_default=True,
               help="images per KID subset (capped at the smaller set)")
 @click.option("--out", type=click.Path(path_type=Path), help="result JSON file (default: print it)")
-@click.option("--overwrite", is_flag=True, help="replace an existing --out")
+@overwrite_option()
 def eval_command(checkpoint: Path | None, ref: Path, samples: Path | None, n: int | None, preset: str | None,
                  extractor: str, extractor_opts: tuple[str, ...], metric_text: str, ref_resize: int | None,
                  cache_dir: Path | None, kid_subset_size: int, out: Path | None, overwrite: bool,
@@ -113,8 +114,8 @@ def eval_command(checkpoint: Path | None, ref: Path, samples: Path | None, n: in
         raise DimsumError("give either CHECKPOINT (to sample) or --samples PATH (to score existing samples)")
     if n is not None and preset is not None:
         raise DimsumError("give --n or --preset, not both")
-    if out is not None and out.exists() and not overwrite:
-        raise DimsumError(f"{out}: already exists; choose another --out or pass --overwrite")
+    if out is not None:
+        check_new_output(out, overwrite)
     metrics = _metric_list(metric_text)
     reference = ImageSource.open(ref, ref_resize)
     extractor_id = {"name": extractor, **parse_assignments(extractor_opts, "--extractor-opt")}

@@ -8,6 +8,7 @@ import click
 import torch
 from rich.console import Console
 
+from dimsum_core.cli.outputs import check_new_output, overwrite_option
 from dimsum_core.config.load import load_recipe
 from dimsum_core.config.nodes import build
 from dimsum_core.errors import DimsumError, RecipeError
@@ -22,7 +23,7 @@ from dimsum_core.sampling.outputs import check_output, write_grid, write_npz, wr
 @click.option("-n", "--n", "n", type=int, default=1000, show_default=True, help="images to write (the first n)")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="an .npz (ADM style), a directory (one PNG each) or a .png grid")
-@click.option("--overwrite", is_flag=True, help="replace an existing --out")
+@overwrite_option()
 def export_data(recipe: str, overrides: tuple[str, ...], n: int, out: Path, overwrite: bool) -> None:
     """Write the first N images of RECIPE's dataset (its `data:` node, with key=value OVERRIDES) as
     uint8 images, e.g. as the reference set of `dimsum eval` for a procedural dataset.
@@ -41,7 +42,8 @@ def export_data(recipe: str, overrides: tuple[str, ...], n: int, out: Path, over
     if getattr(dataset, "is_latent", False):
         raise DimsumError(f"{loaded.path}: data are VAE latents; export the image folder they were made "
                           f"from instead (or use it directly as --ref)")
-    kind = check_output(out, overwrite)
+    check_new_output(out, overwrite)
+    kind = check_output(out)
     count = min(n, len(dataset))
     items = []
     with TaskProgress(Console(stderr=True), "export", count) as progress:

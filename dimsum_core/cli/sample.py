@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from dimsum_core.cli.outputs import check_new_output, overwrite_option
 from dimsum_core.config.load import parse_assignments
 from dimsum_core.errors import DimsumError
 from dimsum_core.nn.precision import PRECISIONS
@@ -156,7 +157,7 @@ def report_table(run: SamplingRun, stats: SamplingStats, extra: dict[str, str] |
 @click.option("--upscale", type=click.IntRange(min=1),
               help="enlarge each tile of a .png grid this many times, nearest-neighbour (default: tiles under "
                    "64 px up to at least 64 px; 1 keeps pixels exact; .npz and folders are always exact)")
-@click.option("--overwrite", is_flag=True, help="replace an existing --out")
+@overwrite_option()
 @click.option("--report", is_flag=True, help="print mean NFE and seconds per image")
 def sample(checkpoint: Path, out: Path, n: int, nrow: int | None, upscale: int | None, overwrite: bool,
            report: bool, **options: Any) -> None:
@@ -176,7 +177,8 @@ def sample(checkpoint: Path, out: Path, n: int, nrow: int | None, upscale: int |
       dimsum sample ckpt --sampler euler --steps 50 --n 1000 --out samples/ --report
       torchrun --nproc_per_node 8 -m dimsum_core.cli.main sample ckpt -n 50000 --cfg 1.4 --out s.npz
     """
-    kind = check_output(out, overwrite)
+    check_new_output(out, overwrite)
+    kind = check_output(out)
     console = Console(stderr=True)
     info, run, batches = start(checkpoint, n, **options)
     with leave_together(info):

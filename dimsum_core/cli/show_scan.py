@@ -8,6 +8,7 @@ from typing import Any
 import click
 import torch
 
+from dimsum_core.cli.outputs import check_new_output, overwrite_option
 from dimsum_core.config.load import parse_assignments
 from dimsum_core.errors import DimsumError, RecipeError, ScanError
 from dimsum_core.interfaces.scan import ScanOrder, checked_order
@@ -104,11 +105,12 @@ GRID_SIDE = click.IntRange(1, 256)
               help="A scan argument, value parsed as YAML; repeatable.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("scan.png"),
               show_default=True, help="PNG file to write.")
+@overwrite_option("-o/--output")
 @click.option("--size", type=click.IntRange(min=64), default=480, show_default=True,
               help="Side of one panel in pixels.")
 def show_scan(name: str, grid: int, height: int | None, width: int | None, layers: tuple[int, ...],
               whole_period: bool, window: int | None, settings: tuple[str, ...], output: Path,
-              size: int) -> None:
+              overwrite: bool, size: int) -> None:
     """Draw the path scan order NAME takes over a token grid, one panel per layer.
 
     Arguments of the scan are given with --set key=value, exactly as a recipe would set them.
@@ -130,6 +132,7 @@ def show_scan(name: str, grid: int, height: int | None, width: int | None, layer
     else:
         drawn = list(layers) or [0]
     perms = [checked_order(scan, h, w, layer) for layer in drawn]
+    check_new_output(output, overwrite, "-o/--output")
     args = "".join(f", {k}={v}" for k, v in kwargs.items())
     draw(perms, drawn, h, w, f"{name}{args} on a {h}x{w} grid (period {scan.period})", output, size)
     click.echo(f"wrote {output} ({len(perms)} panel{'s' if len(perms) > 1 else ''}, {h}x{w} grid)")

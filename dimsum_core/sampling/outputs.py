@@ -1,7 +1,7 @@
 """Where samples go: a PNG grid (``.png``), a folder of PNGs, or an ADM-style ``.npz``.
 
-Nothing existing is replaced unless the caller says so, and every file is written to a temporary
-name first and renamed, so an interrupted run never leaves a half-written file under the final name.
+Every file is written to a temporary name first and renamed, so an interrupted run never leaves a half-written
+file under the final name; the commands refuse an existing output first (:mod:`dimsum_core.cli.outputs`).
 """
 
 from __future__ import annotations
@@ -35,13 +35,10 @@ def output_kind(path: Path) -> OutputKind:
                       f"or a directory (one PNG per sample)")
 
 
-def check_output(path: Path, overwrite: bool) -> OutputKind:
-    """The output kind, after refusing to replace existing results without ``overwrite``."""
+def check_output(path: Path) -> OutputKind:
+    """The output kind, after checking that a file's folder exists."""
     path = Path(path)
     kind = output_kind(path)
-    exists = any(path.iterdir()) if path.is_dir() else path.exists()
-    if exists and not overwrite:
-        raise DimsumError(f"{path}: already exists and is not empty; choose another --out or pass --overwrite")
     if kind != "folder" and not path.parent.exists():
         raise DimsumError(f"{path.parent}: no such directory for --out")
     return kind
