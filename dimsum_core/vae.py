@@ -61,6 +61,11 @@ def scaling_factor(vae) -> float:  # noqa: ANN001
     return float(vae.config.scaling_factor)
 
 
+def downsampling(vae) -> int:  # noqa: ANN001
+    """How many image pixels a latent's side covers: 2 for each encoder stage after the first (8 for the SD VAE)."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
 @torch.no_grad()
 def encode(vae, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:  # noqa: ANN001
     """Images (N, 3, H, W) in [-1, 1] -> latents: a posterior sample times the scaling factor."""

@@ -40,6 +40,12 @@ def test_an_unknown_size_is_one_line():
     assert result.exit_code != 0 and "'64' is not one of '256', '512', '32'" in result.output
 
 
+@pytest.mark.parametrize("option", ["--repeats", "--batch-256", "--batch-512", "--batch-32"])
+def test_counts_below_one_are_one_line(option):
+    result = CliRunner().invoke(cli, ["bench", option, "0"])
+    assert result.exit_code == 2 and f"Invalid value for '{option}': 0 is not in the range x>=1" in result.output
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without a GPU")
 def test_without_a_gpu_the_benchmark_says_so_in_one_line():
     result = CliRunner().invoke(cli, ["bench", "--sizes", "32"])

@@ -104,6 +104,17 @@ def test_other_images_into_an_existing_store_are_refused(tmp_path, images, vae_d
     assert (out / "latents.npy").read_bytes() == before
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--resolution", 15, "--resolution 15: use a multiple of 2, the VAE's downsampling factor"),  # a 2-stage VAE
+    ("--resolution", 0, "--resolution 0: use 1 or more"),
+    ("--batch-size", 0, "--batch-size 0: use 1 or more"),
+])
+def test_sizes_the_vae_cannot_take_are_one_line_and_write_nothing(tmp_path, images, vae_dir, option, value, message):
+    result = run(images, "--vae", vae_dir, "--out", tmp_path / "lat", option, value)
+    assert result.exit_code == 2 and result.output.strip().splitlines()[-1] == f"error: {message}"
+    assert not (tmp_path / "lat").exists()
+
+
 def test_missing_vae_directory_says_what_to_put_where(tmp_path, images):
     result = run(images, "--vae", tmp_path / "no-vae", "--out", tmp_path / "lat")
     assert result.exit_code == 2

@@ -14,10 +14,10 @@ from dimsum_core.cli.outputs import check_new_output, overwrite_option
               help="Model presets to measure (repeat the option).")
 @click.option("--out", default="benchmarks/results/gpu.json", show_default=True, help="JSON result file.")
 @overwrite_option()
-@click.option("--repeats", default=5, show_default=True, help="Timed repeats per measurement (median).")
-@click.option("--batch-256", default=64, show_default=True, help="Training batch at 256 px (32×32 latent).")
-@click.option("--batch-512", default=16, show_default=True, help="Training batch at 512 px (64×64 latent).")
-@click.option("--batch-32", default=128, show_default=True,
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Timed repeats per measurement (median).")
+@click.option("--batch-256", type=click.IntRange(min=1), default=64, show_default=True, help="Training batch at 256 px (32×32 latent).")
+@click.option("--batch-512", type=click.IntRange(min=1), default=16, show_default=True, help="Training batch at 512 px (64×64 latent).")
+@click.option("--batch-32", type=click.IntRange(min=1), default=128, show_default=True,
               help="Training batch at 32 px (pixel space, 3 channels: the study's small-model setting).")
 @click.option("--sizes", multiple=True, type=click.Choice(["256", "512", "32"]), default=("256", "512"),
               show_default=True, help="Image sizes to measure (repeat the option): 256 and 512 px in the VAE's "

@@ -32,8 +32,12 @@ def prepare_latents(image_dir: str | Path, vae_dir: str | Path, out: str | Path,
     flushed, so a rerun after a kill continues where it stopped. Each batch's posterior noise is
     seeded by (seed, first index), so a resumed store equals an uninterrupted one.
     """
-    from dimsum_core.vae import encode, load_vae
+    from dimsum_core.vae import downsampling, encode, load_vae
 
+    if batch_size < 1:
+        raise DataError(f"--batch-size {batch_size}: use 1 or more")
+    if resolution < 1:
+        raise DataError(f"--resolution {resolution}: use 1 or more")
     console = console or Console(stderr=True)
     out = Path(out).expanduser()
     found = find_images(image_dir, labels, on_bad_image)  # type: ignore[arg-type]
@@ -44,6 +48,8 @@ def prepare_latents(image_dir: str | Path, vae_dir: str | Path, out: str | Path,
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     vae = load_vae(vae_dir, dev)
+    if resolution % (factor := downsampling(vae)):
+        raise DataError(f"--resolution {resolution}: use a multiple of {factor}, the VAE's downsampling factor")
 
     info: latent_store.LatentInfo | None = None
     latents = None
@@ -117,7 +123,5 @@ def prepare_latents_command(image_dir: Path, vae_dir: Path, out: Path, resolutio
       dimsum prepare-latents data/imagenet/train --vae models/sd-vae-ft-ema --out data/imagenet256_latents
       dimsum prepare-latents data/celeba --vae models/sd-vae-ft-ema --out data/celeba_lat --labels none
     """
-    if batch_size < 1:
-        raise DataError(f"--batch-size {batch_size}: use 1 or more")
     prepare_latents(image_dir, vae_dir, out, resolution=resolution, batch_size=batch_size, labels=labels,
                     flip=flip, seed=seed, on_bad_image=on_bad_image, device=device)
