@@ -206,6 +206,7 @@ def test_eval_reference_problems_are_one_line(checkpoint, tmp_path):
     assert "b.png: unreadable image (cannot identify image file" in one_error_line(invoke(*base))
     line = one_error_line(invoke(*base, "--kid-subset-size", "0"))
     assert "Invalid value for '--kid-subset-size': 0 is not in the range x>=2" in line
+    assert "--ref-resize 0: use a side of 1 pixel or more" in one_error_line(invoke(*base, "--ref-resize", "0"))
 
 
 def test_info_and_show_scan_options_are_one_line():

@@ -166,6 +166,9 @@ def test_user_errors_are_one_line(conv_ckpt, tmp_path):
     assert result.exit_code == 2 and "out of range" in result.output
     result = invoke("sample", conv_ckpt, "--sampler", "dopri", "--out", tmp_path / "y.png", *FAST[2:])
     assert result.exit_code == 2 and "did you mean 'dopri5'" in result.output
+    result = invoke("sample", conv_ckpt, "--nrow", -2, "--out", tmp_path / "y.png", *FAST)
+    assert result.exit_code == 2 and "-2 is not in the range x>=1" in result.output
+    assert not (tmp_path / "y.png").exists()
 
 
 def tiny_vae(directory):

@@ -152,7 +152,7 @@ def report_table(run: SamplingRun, stats: SamplingStats, extra: dict[str, str] |
 @click.option("-n", "--n", "--num-samples", "n", type=int, default=16, show_default=True,
               help="number of samples (under torchrun write -n or --num-samples: torchrun takes --n as its own)")
 @sampling_options
-@click.option("--nrow", type=int,
+@click.option("--nrow", type=click.IntRange(min=1),
               help="images per grid row (default: one column per --class, else near-square without empty cells)")
 @click.option("--upscale", type=click.IntRange(min=1),
               help="enlarge each tile of a .png grid this many times, nearest-neighbour (default: tiles under "

@@ -50,6 +50,8 @@ class ImageSource:
     @classmethod
     def open(cls, path: str | Path, resize: int | None = None) -> ImageSource:
         path = Path(path).expanduser()
+        if resize is not None and resize < 1:
+            raise DataError(f"--ref-resize {resize}: use a side of 1 pixel or more")
         if not path.exists():
             raise DataError(f"{path}: no such image folder or .npz")
         if path.is_dir():
