@@ -94,6 +94,8 @@ def test_eval_user_errors(conv_ckpt, ref_folder, tmp_path):
     assert result.exit_code == 2 and "no such image folder" in result.output
     result = invoke("eval", conv_ckpt, "--ref", ref_folder, "-n", 4, "--preset", "fid10k", *EXTRACTOR)
     assert result.exit_code == 2 and "not both" in result.output
+    result = invoke("eval", conv_ckpt, "--ref", ref_folder, "-n", 1, *EXTRACTOR)
+    assert result.exit_code == 2 and "1 is not in the range x>=2" in result.output and "sampling" not in result.output
     result = invoke("eval", conv_ckpt, "--ref", ref_folder, "--metrics", "fid,lpips", *EXTRACTOR)
     assert result.exit_code == 2 and "lpips" in result.output
     (tmp_path / "r.json").write_text("{}")

@@ -76,8 +76,9 @@ def metrics_table(metrics: dict[str, float], extractor: str) -> Table:
               help="reference images: a folder or an ADM-style .npz (features cached)")
 @click.option("--samples", type=click.Path(path_type=Path),
               help="score existing samples (folder or .npz) instead of sampling CHECKPOINT")
-@click.option("-n", "--n", "--num-samples", "n", type=int,
-              help="number of generated samples (default: the preset's; under torchrun write -n or --num-samples)")
+@click.option("-n", "--n", "--num-samples", "n", type=click.IntRange(min=2),
+              help="number of generated samples, 2 or more for a covariance (default: the preset's; under torchrun "
+                   "write -n or --num-samples)")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), help="fid10k or fid50k sample count (default fid50k)")
 @sampling_options
 @click.option("--extractor", default="inception", show_default=True, help="feature extractor plugin")
